@@ -1,0 +1,1 @@
+"""The catalog, ingest, clip datasets, samplers and augmentations."""

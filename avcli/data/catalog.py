@@ -1,0 +1,196 @@
+"""The catalog: what `avcli ingest` writes and every other verb reads (DESIGN.md → Data flow).
+
+One SQLite database per catalog directory (`catalog.sqlite`), one row per source file. Rows are written in
+transactions (WAL journal), so an ingest killed at any moment leaves only whole rows behind and a re-run
+continues where it stopped. Columns cover what later stages need (titles, labels, splits, shots, transcoded
+copies); `meta` holds the schema version and ingest options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avcli.errors import UsageError
+
+SCHEMA_VERSION = 1
+DB_NAME = "catalog.sqlite"
+
+COLUMNS = {
+    "item_id": "TEXT PRIMARY KEY",  # stable: derived from the source path
+    "path": "TEXT NOT NULL UNIQUE",  # absolute source path
+    "size_bytes": "INTEGER",
+    "mtime": "REAL",
+    "content_hash": "TEXT",  # sha1 of size + first and last MiB: detects changed files cheaply
+    "status": "TEXT NOT NULL",  # ok | rejected
+    "reject_reason": "TEXT",
+    "flags": "TEXT NOT NULL DEFAULT '[]'",  # JSON list, e.g. ["no_audio_stream", "silent_audio"]
+    "title_id": "TEXT",
+    "show_id": "TEXT",
+    "season": "INTEGER",
+    "episode": "INTEGER",
+    "label": "TEXT",
+    "split": "TEXT",
+    "container": "TEXT",
+    "start_s": "REAL",
+    "duration_s": "REAL",
+    "fps": "REAL",
+    "width": "INTEGER",
+    "height": "INTEGER",
+    "rotation": "INTEGER",
+    "video_stream": "INTEGER",
+    "video_codec": "TEXT",
+    "audio_stream": "INTEGER",
+    "audio_codec": "TEXT",
+    "audio_rate": "INTEGER",
+    "audio_channels": "INTEGER",
+    "media_path": "TEXT",  # the file clips are read from: the transcoded copy, or the source itself
+    "shots": "TEXT NOT NULL DEFAULT '[]'",  # JSON list of shot boundary times (seconds)
+    "extra": "TEXT NOT NULL DEFAULT '{}'",  # JSON object for dataset-specific fields (e.g. synthetic: faulty)
+}
+
+
+@dataclass
+class CatalogItem:
+    item_id: str
+    path: str
+    status: str
+    media_path: str | None = None
+    duration_s: float | None = None
+    start_s: float = 0.0
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int = 0
+    video_stream: int | None = None
+    audio_stream: int | None = None
+    audio_rate: int | None = None
+    title_id: str | None = None
+    label: str | None = None
+    split: str | None = None
+    reject_reason: str | None = None
+    flags: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The file to decode clips from."""
+        return self.media_path or self.path
+
+
+def item_id_for(path: str | Path) -> str:
+    return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16]
+
+
+def content_hash(path: str | Path, size: int, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha1(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(chunk))
+        if size > 2 * chunk:
+            fh.seek(-chunk, 2)
+            digest.update(fh.read(chunk))
+    return digest.hexdigest()
+
+
+class Catalog:
+    def __init__(self, root: str | Path, create: bool = False):
+        self.root = Path(root)
+        db = self.root / DB_NAME
+        if not db.exists():
+            if not create:
+                raise UsageError(f"{self.root}: not a catalog (no {DB_NAME}); create one with `avcli ingest`")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(db), timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            self._create_schema()
+        self._check_version()
+
+    def _create_schema(self) -> None:
+        with self.db:
+            cols = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS items ({cols})")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _check_version(self) -> None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{self.root / DB_NAME}: not a readable catalog ({exc})") from None
+        if row is None or int(row[0]) > SCHEMA_VERSION:
+            raise UsageError(f"{self.root}: catalog schema {row and row[0]} is newer than this avcli; upgrade avcli")
+
+    # ------------------------------------------------------------------------------------------ writing
+
+    def upsert(self, rows: list[dict]) -> None:
+        """Insert or replace whole rows in one transaction (a row is never half-written)."""
+        if not rows:
+            return
+        with self.db:
+            for row in rows:
+                row = dict(row)
+                for key in ("flags", "shots", "extra"):
+                    if key in row and not isinstance(row[key], str):
+                        row[key] = json.dumps(row[key])
+                unknown = set(row) - set(COLUMNS)
+                if unknown:
+                    raise ValueError(f"unknown catalog columns: {sorted(unknown)}")
+                names = ", ".join(row)
+                marks = ", ".join("?" for _ in row)
+                self.db.execute(f"INSERT OR REPLACE INTO items ({names}) VALUES ({marks})", list(row.values()))
+
+    def set_meta(self, key: str, value) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def known(self) -> dict[str, tuple[int, float, str]]:
+        """path → (size, mtime, content_hash) of every row, to skip unchanged files on re-runs."""
+        return {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size_bytes, mtime, content_hash FROM items")}
+
+    def items(self, status: str | None = "ok") -> list[CatalogItem]:
+        names = [n for n in CatalogItem.__dataclass_fields__]
+        query = f"SELECT {', '.join(names)} FROM items"
+        args: tuple = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            args = (status,)
+        query += " ORDER BY path"
+        out = []
+        for values in self.db.execute(query, args):
+            row = dict(zip(names, values))
+            row["flags"] = json.loads(row["flags"] or "[]")
+            row["extra"] = json.loads(row["extra"] or "{}")
+            row["start_s"] = row["start_s"] or 0.0
+            row["rotation"] = row["rotation"] or 0
+            out.append(CatalogItem(**row))
+        return out
+
+    def counts(self) -> dict:
+        by_status = dict(self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
+        reasons = dict(
+            self.db.execute(
+                "SELECT reject_reason, COUNT(*) FROM items WHERE status='rejected' GROUP BY reject_reason"
+            ).fetchall()
+        )
+        hours = self.db.execute("SELECT COALESCE(SUM(duration_s), 0) FROM items WHERE status='ok'").fetchone()[0] / 3600
+        return {"by_status": by_status, "reject_reasons": reasons, "hours_ok": round(hours, 4)}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Evaluation: loading encoders, feature extraction, classifiers and the probe protocols."""

@@ -1,0 +1,166 @@
+"""Read clips from a media file: video frames and the audio window on one timeline.
+
+Time 0 of the timeline is the first frame of the video stream (`MediaInfo.start_s` in container time), so the
+same `t` addresses the picture and the sound at that moment whatever the container's start offsets are.
+
+- `read_video(t, frames, fps, short_side)`: the frames displayed at t, t + 1/fps, ... (the latest source frame
+  at or before each instant), resized so the short side is `short_side` (aspect kept), rotated upright per the
+  display matrix; uint8 T×H×W×3. Instants past the end repeat the last frame.
+- `read_audio(t, seconds, sample_rate)`: float32 mono samples of [t, t + seconds), resampled with torchaudio,
+  zero-padded where the file has no sound (before its start, after its end, or no audio stream).
+
+Seeking does not trust keyframe flags: when a seek lands after the wanted instant, it retries further back.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from avcli.errors import AvcliError
+from avcli.media.streams import default_audio_stream, default_video_stream
+
+
+class ClipReadError(AvcliError):
+    """A clip could not be decoded at all (the file is broken at that position)."""
+
+
+class ClipReader:
+    def __init__(self, path: str | Path, video_stream: int | None = None, audio_stream: int | None = None):
+        self.path = str(path)
+        try:
+            self.container = av.open(self.path, metadata_errors="ignore")
+        except av.error.FFmpegError as exc:
+            raise ClipReadError(f"{self.path}: cannot open ({exc})") from None
+        streams = self.container.streams
+        self.video = streams[video_stream] if video_stream is not None else default_video_stream(self.container)
+        self.audio = streams[audio_stream] if audio_stream is not None else default_audio_stream(self.container)
+        if self.video is None:
+            raise ClipReadError(f"{self.path}: no video stream")
+        self.video.thread_type = "SLICE"  # frame threads add latency per seek and fight dataloader workers
+        tb = self.video.time_base
+        self.origin_s = float(self.video.start_time * tb) if self.video.start_time is not None else 0.0
+
+    # ------------------------------------------------------------------------------------------ video
+
+    def read_video(self, t: float, frames: int, fps: float, short_side: int | None = None) -> torch.Tensor:
+        wanted = [t + i / fps for i in range(frames)]
+        decoded = self._decode_video(wanted[0], wanted[-1])
+        if not decoded:
+            raise ClipReadError(f"{self.path}: no video frame decodes at {t:.2f} s")
+        times = np.array([time for time, _ in decoded])
+        # the frame on screen at each instant: the last one starting at or before it (tolerance: half a µs)
+        picks = np.searchsorted(times, np.array(wanted) + 5e-7, side="right") - 1
+        picks = np.clip(picks, 0, len(decoded) - 1)
+        cache: dict[int, np.ndarray] = {}
+        out = []
+        for p in picks.tolist():
+            if p not in cache:
+                cache[p] = self._to_rgb(decoded[p][1], short_side)
+            out.append(cache[p])
+        return torch.from_numpy(np.stack(out))
+
+    def _decode_video(self, first: float, last: float) -> list[tuple[float, av.VideoFrame]]:
+        """Frames covering [first, last]: from the frame on screen at `first` to the one on screen at `last`."""
+        tb = self.video.time_base
+        for backoff in (0.0, 1.0, 4.0, 16.0, None):
+            target = None if backoff is None else first - backoff
+            if target is None or target <= 0:
+                self.container.seek(0)  # the very start of the file (a seek to the first pts can land past
+                backoff = None  # its keyframe when decode order differs from display order, as in MPEG-TS)
+            else:
+                self.container.seek(int((self.origin_s + target) / tb), stream=self.video, backward=True)
+            self.video.codec_context.flush_buffers()
+            frames: list[tuple[float, av.VideoFrame]] = []
+            try:
+                for frame in self.container.decode(self.video):
+                    if frame.pts is None:
+                        continue
+                    time = float(frame.pts * tb) - self.origin_s
+                    if frames and time <= frames[-1][0]:
+                        continue  # non-monotonic timestamps: keep the stream's forward order
+                    if frames and frames[-1][0] <= first and time <= first:
+                        frames[-1] = (time, frame)  # still before the window: keep only the latest
+                    else:
+                        frames.append((time, frame))
+                    if time > last:
+                        break
+            except av.error.FFmpegError:
+                pass  # a broken tail: use what decoded
+            # A seek can land after the wanted instant, or on a non-keyframe that decodes to nothing, when
+            # keyframe flags or index entries lie: then look further back.
+            if backoff is None or (frames and frames[0][0] <= first + 1e-3):
+                return frames
+        return frames
+
+    def _to_rgb(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
+        width, height = frame.width, frame.height
+        if short_side is not None:
+            scale = short_side / min(width, height)
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        image = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+        turns = round((frame.rotation or 0) / 90) % 4
+        return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+    # ------------------------------------------------------------------------------------------ audio
+
+    def read_audio(self, t: float, seconds: float, sample_rate: int) -> torch.Tensor:
+        n_out = int(round(seconds * sample_rate))
+        if self.audio is None:
+            return torch.zeros(n_out)
+        native = self.audio.codec_context.sample_rate or sample_rate
+        margin = 64  # native samples either side, so the resampling filter sees real context at the edges
+        start = math.floor((t * native)) - margin
+        stop = math.ceil((t + seconds) * native) + margin
+        signal = self._decode_audio(start, stop, native)
+        resampled = torch.from_numpy(signal)
+        if native != sample_rate:
+            resampled = AF.resample(resampled, native, sample_rate)
+        offset = int(round((t - start / native) * sample_rate))
+        clip = resampled[offset : offset + n_out]
+        if clip.shape[0] < n_out:
+            clip = torch.nn.functional.pad(clip, (0, n_out - clip.shape[0]))
+        return clip.contiguous()
+
+    def _decode_audio(self, start: int, stop: int, native: int) -> np.ndarray:
+        """Mono float32 samples [start, stop) at the native rate (sample 0 = video time 0), zeros where absent."""
+        out = np.zeros(stop - start, np.float32)
+        tb = self.audio.time_base
+        downmix = av.AudioResampler(format="fltp", layout="mono", rate=native)
+        # Seek a little before the window: the first frames a decoder produces after a seek lack the overlap
+        # of the frames before them (MDCT codecs such as AAC), so they are decoded and dropped, never used.
+        preroll_s = 0.1
+        target = self.origin_s + start / native - preroll_s
+        self.container.seek(max(0, int(target / tb)), stream=self.audio, backward=True)
+        self.audio.codec_context.flush_buffers()  # forget the previous read: a read depends only on its window
+        try:
+            for frame in self.container.decode(self.audio):
+                if frame.pts is None:
+                    continue
+                first = int(round((float(frame.pts * tb) - self.origin_s) * native))
+                if first >= stop:
+                    break
+                frame.pts = None  # the downmix must not re-time or pad the frame
+                samples = np.concatenate([f.to_ndarray()[0] for f in downmix.resample(frame)])
+                lo, hi = max(first, start), min(first + len(samples), stop)
+                if hi > lo:
+                    out[lo - start : hi - start] = samples[lo - first : hi - first]
+        except av.error.FFmpegError:
+            pass  # a broken tail: keep the samples that decoded
+        return out
+
+    # ------------------------------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> "ClipReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,313 @@
+"""The synthetic audio-visual world: avcli's embedded default dataset.
+
+A seeded generator writing real mp4 files (H.264 + AAC, through PyAV) and a label CSV. Each video shows one
+object of a class moving and bouncing off the frame edges; **every bounce emits a short sound of the object's
+class, starting exactly at the bounce frame's timestamp**, so audio and video are synchronised by construction.
+
+Where the class lives, and where it deliberately does not:
+- shape and spin (motion) of the object, and the timbre of its bounce sound (pitch and harmonics);
+- not colour: object and background colours are drawn per video/title, independently of the class;
+- distractors: a per-title background texture and ambient sound shared by all videos of a title (titles group
+  videos like episodes of a show), silent moving blobs, random speed and start position, per-video pitch jitter,
+  and a fraction of "faulty" videos whose soundtrack is unrelated sound (another class, off-sync, another
+  title's ambience) — the faulty positives Robust-xID is about.
+
+Layout written under `root`: `media/<video_id>.mp4`, `labels.csv` (path, class_id, class_name, title_id,
+faulty, split, seconds) and `world.json` (the spec and, per video, the bounce frames).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from avcli.recipe.schema import SyntheticWorld
+
+CLASS_NAMES = ["disc", "square", "triangle", "plus", "ring", "star", "half_disc", "bar"]
+
+# Spin in radians per second: part of the class's "motion" signature (invisible on the round classes).
+_SPIN = [0.0, 1.2, -1.6, 2.4, 0.0, -2.0, 1.0, 3.0]
+
+
+@dataclass(frozen=True)
+class Timbre:
+    """A bounce sound: partials at `ratios`·f0 with `amps`, exponential decay."""
+
+    f0: float
+    ratios: tuple[float, ...]
+    amps: tuple[float, ...]
+    decay_s: float
+
+
+# Pitches overlap between classes (after the per-video jitter) so that pitch alone does not give the class away.
+TIMBRES = [
+    Timbre(260.0, (1, 2, 3, 4, 5), (1.0, 0.5, 0.33, 0.25, 0.2), 0.09),  # disc: sawtooth-like
+    Timbre(260.0, (1, 3, 5, 7), (1.0, 0.33, 0.2, 0.14), 0.12),  # square: odd harmonics
+    Timbre(350.0, (1, 2), (1.0, 0.15), 0.16),  # triangle: nearly pure
+    Timbre(350.0, (1, 2, 3, 4, 5), (0.25, 0.5, 1.0, 0.5, 0.25), 0.07),  # plus: bright, formant-like
+    Timbre(470.0, (1.0, 2.76, 5.40, 8.93), (1.0, 0.6, 0.35, 0.2), 0.22),  # ring: bell (inharmonic)
+    Timbre(470.0, (1, 2, 3), (1.0, 0.7, 0.5), 0.06),  # star: short and dense
+    Timbre(620.0, (1, 1.5, 2), (1.0, 0.6, 0.4), 0.10),  # half disc: fifth above
+    Timbre(620.0, (1, 4), (1.0, 0.8), 0.14),  # bar: hollow
+]
+
+PITCH_JITTER_SEMITONES = 2.0
+
+
+def _shape_mask(class_id: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Membership of points (x, y), in units of the object radius, for each class's shape."""
+    r = np.hypot(x, y)
+    if class_id == 0:
+        return r <= 1.0
+    if class_id == 1:
+        return np.maximum(np.abs(x), np.abs(y)) <= 0.78
+    if class_id == 2:
+        return (y >= -0.55) & (y <= 1.0 - 1.8 * np.abs(x))
+    if class_id == 3:
+        return ((np.abs(x) <= 0.3) & (np.abs(y) <= 1.0)) | ((np.abs(y) <= 0.3) & (np.abs(x) <= 1.0))
+    if class_id == 4:
+        return (r <= 1.0) & (r >= 0.55)
+    if class_id == 5:
+        theta = np.arctan2(y, x)
+        return r <= 0.55 + 0.45 * np.cos(5 * theta)
+    if class_id == 6:
+        return (r <= 1.0) & (y >= 0.0)
+    if class_id == 7:
+        return (np.abs(x) <= 1.0) & (np.abs(y) <= 0.32)
+    raise ValueError(class_id)
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    i = int(h * 6) % 6
+    f = h * 6 - math.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32)
+
+
+class _Title:
+    """What every video of one title shares: background texture and palette, ambient sound."""
+
+    def __init__(self, spec: SyntheticWorld, title_id: int):
+        rng = np.random.default_rng([spec.seed, 1, title_id])
+        n = spec.size
+        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
+        texture = np.zeros((n, n), np.float32)
+        for _ in range(4):  # a few oriented gratings of random frequency and phase
+            angle, freq, phase = rng.uniform(0, np.pi), rng.uniform(1.5, 7.0), rng.uniform(0, 2 * np.pi)
+            texture += np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+        texture = (texture - texture.min()) / (np.ptp(texture) + 1e-6)
+        dark = _hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.35))
+        light = _hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.8), rng.uniform(0.35, 0.6))
+        self.background = dark[None, None] * (1 - texture[..., None]) + light[None, None] * texture[..., None]
+        # Ambience: a hum plus noise with a title-specific low-pass corner.
+        self.hum_hz = rng.uniform(60.0, 180.0)
+        self.noise_corner_hz = rng.uniform(150.0, 2500.0)
+        self.noise_level = rng.uniform(0.02, 0.06)
+        self.hum_level = rng.uniform(0.02, 0.06)
+
+    def ambience(self, n_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        t = np.arange(n_samples) / sample_rate
+        hum = self.hum_level * np.sin(2 * np.pi * self.hum_hz * t + rng.uniform(0, 2 * np.pi))
+        spectrum = np.fft.rfft(rng.standard_normal(n_samples))
+        freqs = np.fft.rfftfreq(n_samples, 1 / sample_rate)
+        noise = np.fft.irfft(spectrum / np.sqrt(1 + (freqs / self.noise_corner_hz) ** 2), n_samples)
+        noise *= self.noise_level / (noise.std() + 1e-9)
+        return (hum + noise).astype(np.float32)
+
+
+def bounce_sound(class_id: int, sample_rate: int, pitch_factor: float = 1.0) -> np.ndarray:
+    """The class's bounce sound (peak-normalised to 1), starting at sample 0."""
+    timbre = TIMBRES[class_id]
+    length = int(sample_rate * min(0.4, 5 * timbre.decay_s))
+    t = np.arange(length) / sample_rate
+    tone = sum(a * np.sin(2 * np.pi * r * timbre.f0 * pitch_factor * t) for r, a in zip(timbre.ratios, timbre.amps))
+    envelope = (1 - np.exp(-t / 0.002)) * np.exp(-t / timbre.decay_s)
+    sound = tone * envelope
+    return (sound / np.abs(sound).max()).astype(np.float32)
+
+
+@dataclass
+class _Mover:
+    """An object bouncing inside the frame: position and velocity in pixels (per frame)."""
+
+    pos: np.ndarray
+    vel: np.ndarray
+    radius: float
+
+    def step(self, size: int) -> bool:
+        """Advance one frame; True when it bounced off an edge during this step."""
+        self.pos = self.pos + self.vel
+        bounced = False
+        for axis in range(2):
+            low, high = self.radius, size - 1 - self.radius
+            if self.pos[axis] < low:
+                self.pos[axis] = 2 * low - self.pos[axis]
+                self.vel[axis] = -self.vel[axis]
+                bounced = True
+            elif self.pos[axis] > high:
+                self.pos[axis] = 2 * high - self.pos[axis]
+                self.vel[axis] = -self.vel[axis]
+                bounced = True
+        return bounced
+
+
+def _random_mover(rng: np.random.Generator, size: int, radius: float, speed: float) -> _Mover:
+    pos = rng.uniform(radius, size - 1 - radius, size=2)
+    angle = rng.uniform(0, 2 * np.pi)
+    return _Mover(pos, np.array([math.cos(angle), math.sin(angle)]) * speed, radius)
+
+
+def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title, faulty_source: tuple | None):
+    """Frames (N×H×W×3 uint8), mono audio (float32) and the bounce frames of video `index`."""
+    rng = np.random.default_rng([spec.seed, 2, index])
+    n_frames = int(round(rng.uniform(spec.min_seconds, spec.max_seconds) * spec.fps))
+    size = spec.size
+    radius = size * rng.uniform(0.13, 0.17)
+    speed_px_per_s = size * rng.uniform(0.9, 1.6)
+    hero = _random_mover(rng, size, radius, speed_px_per_s / spec.fps)
+    spin0 = rng.uniform(0, 2 * np.pi)
+    colour = _hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0))
+    blobs = [
+        (
+            _random_mover(rng, size, size * 0.1, size * rng.uniform(0.5, 1.5) / spec.fps),
+            _hsv_to_rgb(rng.uniform(), rng.uniform(0.3, 1.0), rng.uniform(0.5, 1.0)),
+        )
+        for _ in range(spec.distractors)
+    ]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    frames = np.empty((n_frames, size, size, 3), np.uint8)
+    bounces = []
+    for k in range(n_frames):
+        if k > 0 and hero.step(size):
+            bounces.append(k)
+        image = title.background.copy()
+        for blob, blob_colour in blobs:
+            if k > 0:
+                blob.step(size)
+            d2 = (xx - blob.pos[0]) ** 2 + (yy - blob.pos[1]) ** 2
+            alpha = np.exp(-d2 / (2 * (blob.radius * 0.6) ** 2))[..., None] * 0.8
+            image = image * (1 - alpha) + blob_colour * alpha
+        angle = spin0 + _SPIN[class_id] * k / spec.fps
+        dx, dy = (xx - hero.pos[0]) / radius, (yy - hero.pos[1]) / radius
+        c, s = math.cos(angle), math.sin(angle)
+        mask = _shape_mask(class_id, c * dx + s * dy, -s * dx + c * dy)
+        image[mask] = colour
+        frames[k] = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
+
+    n_samples = int(round(n_frames * spec.sample_rate / spec.fps))
+    audio = title.ambience(n_samples, spec.sample_rate, rng)
+    if faulty_source is None:
+        sound_class, onsets = class_id, [k / spec.fps for k in bounces]
+    else:
+        # Unrelated sound: another class's timbre at random times, over another title's ambience.
+        sound_class, other_title = faulty_source
+        audio = other_title.ambience(n_samples, spec.sample_rate, rng)
+        rate = max(len(bounces), 2) / (n_frames / spec.fps)
+        onsets = list(np.sort(rng.uniform(0, n_frames / spec.fps, size=rng.poisson(rate * n_frames / spec.fps))))
+    pitch = 2 ** (rng.uniform(-PITCH_JITTER_SEMITONES, PITCH_JITTER_SEMITONES) / 12)
+    sound = bounce_sound(sound_class, spec.sample_rate, pitch)
+    for onset in onsets:
+        start = int(round(onset * spec.sample_rate))
+        end = min(n_samples, start + len(sound))
+        audio[start:end] += 0.5 * rng.uniform(0.7, 1.0) * sound[: end - start]
+    return frames, np.clip(audio, -1, 1), bounces
+
+
+def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:
+    """H.264 (keyframe every second) + AAC mono; audio frames carry explicit pts so the timelines line up."""
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), "w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.pix_fmt = "yuv420p"
+        video.codec_context.gop_size = fps
+        video.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
+        sound = container.add_stream("aac", rate=sample_rate)
+        sound.layout = "mono"
+        for frame in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        for start in range(0, len(audio), 1024):
+            chunk = av.AudioFrame.from_ndarray(audio[None, start : start + 1024], format="fltp", layout="mono")
+            chunk.sample_rate = sample_rate
+            chunk.pts = start
+            for packet in sound.encode(chunk):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    tmp.replace(path)
+
+
+def world_assignments(spec: SyntheticWorld) -> list[dict]:
+    """Class, title, faulty flag and split of every video (cheap; no rendering)."""
+    rng = np.random.default_rng([spec.seed, 0])
+    titles_test = set(rng.permutation(spec.titles)[: max(1, round(spec.titles * spec.test_fraction))].tolist())
+    faulty = set(rng.permutation(spec.videos)[: round(spec.videos * spec.faulty_fraction)].tolist())
+    per_title = math.ceil(spec.videos / spec.titles)
+    rows = []
+    for i in range(spec.videos):
+        title = i // per_title
+        rows.append(
+            {
+                "video_id": f"v{i:05d}",
+                "class_id": i % spec.classes,
+                "title_id": title,
+                "faulty": i in faulty,
+                "split": "test" if title in titles_test else "train",
+            }
+        )
+    return rows
+
+
+def generate_world(spec: SyntheticWorld, root: Path, on_video=None) -> Path:
+    """Write the world under `root` (media/, labels.csv, world.json); videos already written are kept."""
+    root = Path(root)
+    (root / "media").mkdir(parents=True, exist_ok=True)
+    titles: dict[int, _Title] = {}
+
+    def title(t: int) -> _Title:
+        if t not in titles:
+            titles[t] = _Title(spec, t)
+        return titles[t]
+
+    rows, events = [], {}
+    for i, row in enumerate(world_assignments(spec)):
+        faulty_source = None
+        if row["faulty"]:
+            rng = np.random.default_rng([spec.seed, 3, i])
+            other_class = (row["class_id"] + 1 + int(rng.integers(spec.classes - 1))) % spec.classes
+            other_title = (row["title_id"] + 1 + int(rng.integers(max(spec.titles - 1, 1)))) % spec.titles
+            faulty_source = (other_class, title(other_title))
+        frames, audio, bounces = render_video(spec, i, row["class_id"], title(row["title_id"]), faulty_source)
+        path = root / "media" / f"{row['video_id']}.mp4"
+        if not path.exists():
+            write_mp4(path, frames, audio, spec.fps, spec.sample_rate)
+        seconds = len(frames) / spec.fps
+        rows.append(
+            {
+                "path": f"media/{row['video_id']}.mp4",
+                "class_id": row["class_id"],
+                "class_name": CLASS_NAMES[row["class_id"]],
+                "title_id": f"t{row['title_id']:03d}",
+                "faulty": int(row["faulty"]),
+                "split": row["split"],
+                "seconds": f"{seconds:.4f}",
+            }
+        )
+        events[row["video_id"]] = {"bounce_frames": bounces, "frames": len(frames)}
+        if on_video is not None:
+            on_video(i)
+    with open(root / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "world.json").write_text(json.dumps({"spec": spec.model_dump(), "videos": events}, indent=1))
+    return root

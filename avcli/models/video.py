@@ -1,0 +1,112 @@
+"""Video encoders: clip tensor B×3×T×H×W (normalised float) → pooled feature B×D.
+
+- torchvision's `r2plus1d_18`, `mc3_18`, `r3d_18` (the standard variants, 512-d, global average pool), so
+  exported weights load into plain torchvision;
+- AVID's R(2+1)D (full 3D stem, no mid-channel expansion, global max pool) at any width and depth;
+  `tiny_r2plus1d` is width 16, one block per stage and no stem max pool (CPU runs on small frames).
+
+Every encoder has `out_dim` and `stages(x)`, which returns the feature map of each stage (conv2x..conv5x)
+for multi-layer probes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class R2Plus1DBlock(nn.Module):
+    """Residual block with each 3×3×3 conv factorised into a 1×3×3 spatial and a 3×1×1 temporal conv."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: tuple[int, int, int] = (1, 1, 1)):
+        super().__init__()
+        t_stride, s_stride = stride[0], stride[1]
+        self.spatial1 = nn.Conv3d(in_ch, out_ch, (1, 3, 3), (1, s_stride, s_stride), (0, 1, 1), bias=False)
+        self.bn_s1 = nn.BatchNorm3d(out_ch)
+        self.temporal1 = nn.Conv3d(out_ch, out_ch, (3, 1, 1), (t_stride, 1, 1), (1, 0, 0), bias=False)
+        self.bn_t1 = nn.BatchNorm3d(out_ch)
+        self.spatial2 = nn.Conv3d(out_ch, out_ch, (1, 3, 3), 1, (0, 1, 1), bias=False)
+        self.bn_s2 = nn.BatchNorm3d(out_ch)
+        self.temporal2 = nn.Conv3d(out_ch, out_ch, (3, 1, 1), 1, (1, 0, 0), bias=False)
+        self.bn_out = nn.BatchNorm3d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        needs_projection = in_ch != out_ch or any(s != 1 for s in stride)
+        self.shortcut = nn.Conv3d(in_ch, out_ch, 1, stride, bias=False) if needs_projection else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn_s1(self.spatial1(x)))
+        y = self.relu(self.bn_t1(self.temporal1(y)))
+        y = self.relu(self.bn_s2(self.spatial2(y)))
+        y = self.temporal2(y)
+        return self.relu(self.bn_out(y + self.shortcut(x)))
+
+
+class AvidR2Plus1D(nn.Module):
+    """AVID-CMA's R(2+1)D: widths w, 2w, 4w, 8w; `blocks` residual blocks per stage."""
+
+    def __init__(self, width: int = 64, blocks: tuple[int, int, int, int] = (2, 2, 2, 2), stem_pool: bool = True):
+        super().__init__()
+        stem = [
+            nn.Conv3d(3, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
+            nn.BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+        ]
+        if stem_pool:
+            stem.append(nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.stem = nn.Sequential(*stem)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        stages, in_ch = [], width
+        for i, (out_ch, n) in enumerate(zip(widths, blocks)):
+            stride = (1, 1, 1) if i == 0 else (2, 2, 2)
+            layers = [R2Plus1DBlock(in_ch, out_ch, stride)] + [R2Plus1DBlock(out_ch, out_ch) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*layers))
+            in_ch = out_ch
+        self.stages_ = nn.ModuleList(stages)
+        self.out_dim = widths[-1]
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        outputs = []
+        for stage in self.stages_:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.amax(self.stages(x)[-1], dim=(2, 3, 4))
+
+
+class TorchvisionVideoResNet(nn.Module):
+    """torchvision's video ResNets without the classifier; state dict keys stay torchvision's (under `net.`)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        from torchvision.models import video as tv_video
+
+        self.net = getattr(tv_video, name)(weights=None)
+        self.net.fc = nn.Identity()
+        self.out_dim = 512
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.net.stem(x)
+        outputs = []
+        for layer in (self.net.layer1, self.net.layer2, self.net.layer3, self.net.layer4):
+            x = layer(x)
+            outputs.append(x)
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_video_encoder(name: str, width: int | None = None) -> nn.Module:
+    if name in ("r2plus1d_18", "mc3_18", "r3d_18"):
+        if width not in (None, 64):
+            raise ValueError(f"{name} is torchvision's fixed-width model; width must be 64 or unset")
+        return TorchvisionVideoResNet(name)
+    if name == "avid_r2plus1d_18":
+        return AvidR2Plus1D(width or 64, (2, 2, 2, 2))
+    if name == "tiny_r2plus1d":
+        # small inputs (56-64 px): no stem max pool, so a 10-pixel object is still a few cells wide at stage 1
+        return AvidR2Plus1D(width or 16, (1, 1, 1, 1), stem_pool=False)
+    raise KeyError(name)

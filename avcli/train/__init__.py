@@ -1,0 +1,1 @@
+"""Pretraining: the loop, checkpoints, optimisation, metrics."""

@@ -1,0 +1,56 @@
+"""Media written on the fly with PyAV for tests: frames and sounds whose timing is known exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def write_counter_video(
+    path: Path, frames: int = 50, fps: int = 25, size: tuple[int, int] = (48, 32), sample_rate: int = 16000,
+    clicks_s: tuple[float, ...] = (), audio: bool = True, gop: int | None = None, codec: str = "libx264",
+) -> Path:
+    """Frame k is flat grey of value 4·k (so the frame index can be read back); audio is silence with a short
+    full-scale click at each time in `clicks_s`."""
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.gop_size = gop or fps
+        if codec == "libx264":
+            video.options = {"crf": "0", "preset": "ultrafast"}
+        if audio:
+            sound = container.add_stream("aac", rate=sample_rate)
+            sound.layout = "mono"
+        for k in range(frames):
+            image = np.full((height, width, 3), min(4 * k, 255), np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if audio:
+            n = int(frames / fps * sample_rate)
+            signal = np.zeros(n, np.float32)
+            for t in clicks_s:
+                start = int(round(t * sample_rate))
+                signal[start : start + 80] = 0.9
+            for start in range(0, n, 1024):
+                chunk = av.AudioFrame.from_ndarray(signal[None, start : start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = sample_rate, start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
+    return path
+
+
+def frame_index(frame: np.ndarray) -> int:
+    """Inverse of write_counter_video's grey level."""
+    return int(round(float(frame.mean()) / 4))
+
+
+def first_onset(audio: np.ndarray, sample_rate: int, threshold: float = 0.3) -> float:
+    above = np.flatnonzero(np.abs(audio) > threshold)
+    return above[0] / sample_rate if len(above) else float("nan")

@@ -1,0 +1,121 @@
+"""The synthetic world: deterministic, synchronised by construction, class not in colour."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import av
+import numpy as np
+import pytest
+
+from avcli.media.clip_reader import ClipReader
+from avcli.media.synthetic import PITCH_JITTER_SEMITONES, bounce_sound, generate_world, world_assignments
+from avcli.recipe.schema import SyntheticWorld
+
+
+SPEC = SyntheticWorld(videos=8, titles=2, seed=11, min_seconds=2.0, max_seconds=3.0, faulty_fraction=0.25)
+
+
+def _decode_all(path):
+    with av.open(str(path)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    with av.open(str(path)) as container:
+        audio = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    return frames, audio
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(SPEC, tmp_path_factory.mktemp("w"))
+
+
+def test_same_seed_gives_the_same_videos(world, tmp_path):
+    again = generate_world(SPEC, tmp_path / "again")
+    for name in ("v00000.mp4", "v00005.mp4"):
+        a, b = _decode_all(world / "media" / name), _decode_all(again / "media" / name)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        assert (world / "media" / name).read_bytes() == (again / "media" / name).read_bytes()
+    assert (world / "labels.csv").read_text() == (again / "labels.csv").read_text()
+
+
+def test_another_seed_gives_other_videos(world, tmp_path):
+    other = generate_world(SPEC.model_copy(update={"seed": 12}), tmp_path / "other")
+    assert not np.array_equal(_decode_all(world / "media/v00000.mp4")[0][:5], _decode_all(other / "media/v00000.mp4")[0][:5])
+
+
+def test_labels_csv_is_complete_and_balanced(world):
+    rows = list(csv.DictReader(open(world / "labels.csv")))
+    assert len(rows) == SPEC.videos
+    assert sorted({int(r["class_id"]) for r in rows}) == list(range(SPEC.classes))
+    assert sum(int(r["faulty"]) for r in rows) == round(SPEC.videos * SPEC.faulty_fraction)
+    # the split is by title: no title has videos in both splits
+    by_title = {}
+    for r in rows:
+        by_title.setdefault(r["title_id"], set()).add(r["split"])
+    assert all(len(splits) == 1 for splits in by_title.values())
+    assert {"train", "test"} == {s for splits in by_title.values() for s in splits}
+
+
+def _onset_by_template(window: np.ndarray, class_id: int, sample_rate: int) -> int:
+    """Sample offset in `window` where the class's bounce sound (any pitch within the jitter) best matches."""
+    best, best_lag = -np.inf, -1
+    for semitones in np.linspace(-PITCH_JITTER_SEMITONES, PITCH_JITTER_SEMITONES, 33):
+        template = bounce_sound(class_id, sample_rate, 2 ** (semitones / 12))[: int(0.08 * sample_rate)]
+        corr = np.correlate(window, template / np.linalg.norm(template), mode="valid")
+        if corr.max() > best:
+            best, best_lag = corr.max(), int(corr.argmax())
+    return best_lag
+
+
+def test_every_bounce_sounds_at_its_frame(world):
+    """Sync by construction: each bounce of a clean video starts its class's sound at the bounce frame's time
+    (found in the decoded mp4 by matching the class's sound, to within a pitch period)."""
+    events = json.loads((world / "world.json").read_text())["videos"]
+    rows = {r["path"]: r for r in csv.DictReader(open(world / "labels.csv"))}
+    sr, checked = SPEC.sample_rate, 0
+    for path, row in rows.items():
+        if int(row["faulty"]):
+            continue
+        bounces = events[path.split("/")[-1][:-4]]["bounce_frames"]
+        with ClipReader(world / path) as reader:
+            for i, k in enumerate(bounces):
+                neighbours = [b for j, b in enumerate(bounces) if j != i and abs(b - k) / SPEC.fps < 0.2]
+                if neighbours:
+                    continue  # overlapping sounds: the match would be ambiguous
+                t = k / SPEC.fps
+                window = reader.read_audio(t - 0.03, 0.2, sr).numpy()
+                onset = t - 0.03 + _onset_by_template(window, int(row["class_id"]), sr) / sr
+                assert onset == pytest.approx(t, abs=0.005), (path, k)  # a few pitch periods; a frame is 62 ms
+                checked += 1
+    assert checked >= 5
+
+
+def test_faulty_videos_are_not_in_sync(world):
+    events = json.loads((world / "world.json").read_text())["videos"]
+    rows = [r for r in csv.DictReader(open(world / "labels.csv")) if int(r["faulty"])]
+    assert rows
+    misses = 0
+    for row in rows:
+        with ClipReader(world / row["path"]) as reader:
+            for k in events[row["path"].split("/")[-1][:-4]]["bounce_frames"]:
+                window = reader.read_audio(k / SPEC.fps, 0.01, SPEC.sample_rate).numpy()
+                misses += np.abs(window).max() < 0.25
+    assert misses > 0
+
+
+def test_colour_is_drawn_independently_of_class():
+    """Two videos of the same class differ in object colour; assignment never ties colour to class."""
+    spec = SyntheticWorld(videos=16, titles=4, seed=5)
+    rows = world_assignments(spec)
+    same_class = [i for i, r in enumerate(rows) if r["class_id"] == 0]
+    assert len(same_class) == 2
+    from avcli.media.synthetic import _Title, render_video
+
+    colours = []
+    for i in same_class:
+        frames, _, _ = render_video(spec, i, 0, _Title(spec, rows[i]["title_id"]), None)
+        frame = frames[0].reshape(-1, 3).astype(int)
+        values, counts = np.unique(frame, axis=0, return_counts=True)
+        colours.append(values[counts.argmax()])  # the flat object colour is the most frequent exact value
+    assert np.abs(colours[0] - colours[1]).sum() > 30
