@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avcli.media.clip_reader import ClipReader
-from avcli.media.synthetic import PITCH_JITTER_SEMITONES, bounce_sound, generate_world, world_assignments
+from avcli.media.synthetic import bounce_sound, generate_world, world_assignments
 from avcli.recipe.schema import SyntheticWorld
 
 
@@ -57,27 +57,23 @@ def test_labels_csv_is_complete_and_balanced(world):
     assert {"train", "test"} == {s for splits in by_title.values() for s in splits}
 
 
-def _onset_by_template(window: np.ndarray, class_id: int, sample_rate: int) -> int:
-    """Sample offset in `window` where the class's bounce sound (any pitch within the jitter) best matches."""
-    best, best_lag = -np.inf, -1
-    for semitones in np.linspace(-PITCH_JITTER_SEMITONES, PITCH_JITTER_SEMITONES, 33):
-        template = bounce_sound(class_id, sample_rate, 2 ** (semitones / 12))[: int(0.08 * sample_rate)]
-        corr = np.correlate(window, template / np.linalg.norm(template), mode="valid")
-        if corr.max() > best:
-            best, best_lag = corr.max(), int(corr.argmax())
-    return best_lag
+def _onset_by_template(window: np.ndarray, class_id: int, sample_rate: int, f0: float) -> int:
+    """Sample offset in `window` where the class's bounce sound at the video's fundamental best matches."""
+    template = bounce_sound(class_id, sample_rate, f0)[: int(0.08 * sample_rate)]
+    return int(np.correlate(window, template, mode="valid").argmax())
 
 
 def test_every_bounce_sounds_at_its_frame(world):
     """Sync by construction: each bounce of a clean video starts its class's sound at the bounce frame's time
-    (found in the decoded mp4 by matching the class's sound, to within a pitch period)."""
+    (found in the decoded mp4 by matching the class's sound at the video's pitch, to within 2 ms)."""
     events = json.loads((world / "world.json").read_text())["videos"]
     rows = {r["path"]: r for r in csv.DictReader(open(world / "labels.csv"))}
     sr, checked = SPEC.sample_rate, 0
     for path, row in rows.items():
         if int(row["faulty"]):
             continue
-        bounces = events[path.split("/")[-1][:-4]]["bounce_frames"]
+        video = events[path.split("/")[-1][:-4]]
+        bounces = video["bounce_frames"]
         with ClipReader(world / path) as reader:
             for i, k in enumerate(bounces):
                 neighbours = [b for j, b in enumerate(bounces) if j != i and abs(b - k) / SPEC.fps < 0.2]
@@ -85,8 +81,8 @@ def test_every_bounce_sounds_at_its_frame(world):
                     continue  # overlapping sounds: the match would be ambiguous
                 t = k / SPEC.fps
                 window = reader.read_audio(t - 0.03, 0.2, sr).numpy()
-                onset = t - 0.03 + _onset_by_template(window, int(row["class_id"]), sr) / sr
-                assert onset == pytest.approx(t, abs=0.005), (path, k)  # a few pitch periods; a frame is 62 ms
+                onset = t - 0.03 + _onset_by_template(window, int(row["class_id"]), sr, video["f0_hz"]) / sr
+                assert onset == pytest.approx(t, abs=0.002), (path, k)  # a frame lasts 62.5 ms
                 checked += 1
     assert checked >= 5
 

@@ -5,12 +5,14 @@ object of a class moving and bouncing off the frame edges; **every bounce emits 
 class, starting exactly at the bounce frame's timestamp**, so audio and video are synchronised by construction.
 
 Where the class lives, and where it deliberately does not:
-- shape and spin (motion) of the object, and the timbre of its bounce sound (pitch and harmonics);
-- not colour: object and background colours are drawn per video/title, independently of the class;
-- distractors: a per-title background texture and ambient sound shared by all videos of a title (titles group
-  videos like episodes of a show), silent moving blobs, random speed and start position, per-video pitch jitter,
-  and a fraction of "faulty" videos whose soundtrack is unrelated sound (another class, off-sync, another
-  title's ambience) — the faulty positives Robust-xID is about.
+- in the object's shape, its typical speed (motion), and the timbre of its bounce sound (partials, envelope,
+  glide, double hit);
+- not in colour: object and background colours are drawn per video/title, independently of the class;
+- not in pitch: each video's sound has its own fundamental (an octave's range), whatever the class.
+Distractors: a per-title background texture and ambient sound shared by all videos of a title (titles group
+videos like episodes of a show; `title_strength` sets how distinct they are), silent moving blobs, unrelated
+sound events, random speed and start position, and a fraction of "faulty" videos whose soundtrack is unrelated
+sound (another class, off-sync, another title's ambience): the faulty positives Robust-xID is about.
 
 Layout written under `root`: `media/<video_id>.mp4`, `labels.csv` (path, class_id, class_name, title_id,
 faulty, split, seconds) and `world.json` (the spec and, per video, the bounce frames).
@@ -31,33 +33,35 @@ from avcli.recipe.schema import SyntheticWorld
 
 CLASS_NAMES = ["disc", "square", "triangle", "plus", "ring", "star", "half_disc", "bar"]
 
-# Spin in radians per second: part of the class's "motion" signature (invisible on the round classes).
-_SPIN = [0.0, 1.2, -1.6, 2.4, 0.0, -2.0, 1.0, 3.0]
+# Typical speed of each class relative to the video's drawn speed: part of the class's motion signature, and
+# through the bounce rate, of its rhythm.
+_SPEED_FACTOR = [0.8, 1.2, 0.9, 1.1, 0.85, 1.15, 0.95, 1.05]
+
+F0_RANGE_HZ = (250.0, 500.0)  # per-video fundamental, independent of the class
 
 
 @dataclass(frozen=True)
 class Timbre:
-    """A bounce sound: partials at `ratios`·f0 with `amps`, exponential decay."""
+    """A bounce sound: partials at `ratios`·f0 with `amps`, exponential decay, an optional glide of the pitch
+    over the sound (`glide` octaves) and an optional second hit `echo_s` later."""
 
-    f0: float
     ratios: tuple[float, ...]
     amps: tuple[float, ...]
     decay_s: float
+    glide: float = 0.0
+    echo_s: float = 0.0
 
 
-# Pitches overlap between classes (after the per-video jitter) so that pitch alone does not give the class away.
 TIMBRES = [
-    Timbre(260.0, (1, 2, 3, 4, 5), (1.0, 0.5, 0.33, 0.25, 0.2), 0.09),  # disc: sawtooth-like
-    Timbre(260.0, (1, 3, 5, 7), (1.0, 0.33, 0.2, 0.14), 0.12),  # square: odd harmonics
-    Timbre(350.0, (1, 2), (1.0, 0.15), 0.16),  # triangle: nearly pure
-    Timbre(350.0, (1, 2, 3, 4, 5), (0.25, 0.5, 1.0, 0.5, 0.25), 0.07),  # plus: bright, formant-like
-    Timbre(470.0, (1.0, 2.76, 5.40, 8.93), (1.0, 0.6, 0.35, 0.2), 0.22),  # ring: bell (inharmonic)
-    Timbre(470.0, (1, 2, 3), (1.0, 0.7, 0.5), 0.06),  # star: short and dense
-    Timbre(620.0, (1, 1.5, 2), (1.0, 0.6, 0.4), 0.10),  # half disc: fifth above
-    Timbre(620.0, (1, 4), (1.0, 0.8), 0.14),  # bar: hollow
+    Timbre((1, 2, 3, 4, 5, 6), (1.0, 0.5, 0.33, 0.25, 0.2, 0.17), 0.10),  # disc: sawtooth-like
+    Timbre((1, 3, 5, 7), (1.0, 0.33, 0.2, 0.14), 0.10),  # square: odd harmonics
+    Timbre((1,), (1.0,), 0.18),  # triangle: pure, long
+    Timbre((1, 2, 3, 4, 5), (0.2, 0.4, 1.0, 0.6, 0.3), 0.08),  # plus: bright, formant-like
+    Timbre((1.0, 2.76, 5.40, 8.93), (1.0, 0.6, 0.35, 0.2), 0.25),  # ring: bell (inharmonic)
+    Timbre((1, 2), (1.0, 0.3), 0.12, glide=1.0),  # star: rising glide
+    Timbre((1, 2), (1.0, 0.3), 0.12, glide=-1.0),  # half disc: falling glide
+    Timbre((1, 2, 3), (1.0, 0.5, 0.3), 0.05, echo_s=0.06),  # bar: double hit
 ]
-
-PITCH_JITTER_SEMITONES = 2.0
 
 
 def _shape_mask(class_id: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -90,46 +94,77 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32)
 
 
+def _coloured_noise(n: int, sample_rate: int, corner_hz: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance noise with a one-pole low-pass spectrum above `corner_hz`."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / sample_rate)
+    noise = np.fft.irfft(spectrum / np.sqrt(1 + (freqs / corner_hz) ** 2), n)
+    return noise / (noise.std() + 1e-9)
+
+
 class _Title:
-    """What every video of one title shares: background texture and palette, ambient sound."""
+    """What every video of one title shares: background texture and palette, ambient sound.
+
+    `title_strength` s blends a neutral grey background and neutral noise (s = 0: every title alike) with the
+    title's own palette, texture, hum and noise colour (s = 1)."""
+
+    NEUTRAL = np.float32(0.35)
 
     def __init__(self, spec: SyntheticWorld, title_id: int):
         rng = np.random.default_rng([spec.seed, 1, title_id])
+        self.strength = spec.title_strength
         n = spec.size
         yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
         texture = np.zeros((n, n), np.float32)
         for _ in range(4):  # a few oriented gratings of random frequency and phase
             angle, freq, phase = rng.uniform(0, np.pi), rng.uniform(1.5, 7.0), rng.uniform(0, 2 * np.pi)
             texture += np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
-        texture = (texture - texture.min()) / (np.ptp(texture) + 1e-6)
-        dark = _hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.35))
-        light = _hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.8), rng.uniform(0.35, 0.6))
-        self.background = dark[None, None] * (1 - texture[..., None]) + light[None, None] * texture[..., None]
-        # Ambience: a hum plus noise with a title-specific low-pass corner.
+        texture = (texture - texture.min()) / (np.ptp(texture) + 1e-6) - 0.5
+        base = _hsv_to_rgb(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.2, 0.5))
+        own = np.clip(base[None, None] * (1 + 0.8 * texture[..., None]), 0, 1)
+        self.background = (1 - self.strength) * self.NEUTRAL + self.strength * own
         self.hum_hz = rng.uniform(60.0, 180.0)
         self.noise_corner_hz = rng.uniform(150.0, 2500.0)
-        self.noise_level = rng.uniform(0.02, 0.06)
-        self.hum_level = rng.uniform(0.02, 0.06)
 
     def ambience(self, n_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
         t = np.arange(n_samples) / sample_rate
-        hum = self.hum_level * np.sin(2 * np.pi * self.hum_hz * t + rng.uniform(0, 2 * np.pi))
-        spectrum = np.fft.rfft(rng.standard_normal(n_samples))
-        freqs = np.fft.rfftfreq(n_samples, 1 / sample_rate)
-        noise = np.fft.irfft(spectrum / np.sqrt(1 + (freqs / self.noise_corner_hz) ** 2), n_samples)
-        noise *= self.noise_level / (noise.std() + 1e-9)
-        return (hum + noise).astype(np.float32)
+        neutral = 0.01 * _coloured_noise(n_samples, sample_rate, 1000.0, rng)
+        hum = 0.02 * np.sin(2 * np.pi * self.hum_hz * t + rng.uniform(0, 2 * np.pi))
+        own = hum + 0.02 * _coloured_noise(n_samples, sample_rate, self.noise_corner_hz, rng)
+        return ((1 - self.strength) * neutral + self.strength * own).astype(np.float32)
 
 
-def bounce_sound(class_id: int, sample_rate: int, pitch_factor: float = 1.0) -> np.ndarray:
-    """The class's bounce sound (peak-normalised to 1), starting at sample 0."""
+def bounce_sound(class_id: int, sample_rate: int, f0: float) -> np.ndarray:
+    """The class's bounce sound at fundamental `f0` (peak-normalised to 1), starting at sample 0."""
     timbre = TIMBRES[class_id]
-    length = int(sample_rate * min(0.4, 5 * timbre.decay_s))
+    length = int(sample_rate * (min(0.4, 5 * timbre.decay_s) + timbre.echo_s))
     t = np.arange(length) / sample_rate
-    tone = sum(a * np.sin(2 * np.pi * r * timbre.f0 * pitch_factor * t) for r, a in zip(timbre.ratios, timbre.amps))
+    # instantaneous pitch f0·2^(glide·t/span): integrate it for the phase
+    span = 3 * timbre.decay_s
+    if timbre.glide:
+        rate = timbre.glide / span
+        phase_base = 2 * np.pi * f0 * (np.exp2(np.minimum(t, span) * rate) - 1) / (rate * np.log(2))
+        phase_base += 2 * np.pi * f0 * np.exp2(timbre.glide) * np.maximum(t - span, 0)
+    else:
+        phase_base = 2 * np.pi * f0 * t
+    tone = sum(a * np.sin(r * phase_base) for r, a in zip(timbre.ratios, timbre.amps))
     envelope = (1 - np.exp(-t / 0.002)) * np.exp(-t / timbre.decay_s)
+    if timbre.echo_s:
+        late = np.maximum(t - timbre.echo_s, 0)
+        envelope = envelope + 0.8 * (t >= timbre.echo_s) * (1 - np.exp(-late / 0.002)) * np.exp(-late / timbre.decay_s)
     sound = tone * envelope
     return (sound / np.abs(sound).max()).astype(np.float32)
+
+
+def _noise_event(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """An unrelated sound: a band of noise with a random centre, length and decay (not any class's timbre)."""
+    n = int(sample_rate * rng.uniform(0.05, 0.2))
+    centre = rng.uniform(300.0, 3000.0)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / sample_rate)
+    band = np.fft.irfft(spectrum * np.exp(-0.5 * ((freqs - centre) / (0.3 * centre)) ** 2), n)
+    band *= np.exp(-np.arange(n) / (0.3 * n))
+    return (band / (np.abs(band).max() + 1e-9)).astype(np.float32)
 
 
 @dataclass
@@ -163,19 +198,26 @@ def _random_mover(rng: np.random.Generator, size: int, radius: float, speed: flo
     return _Mover(pos, np.array([math.cos(angle), math.sin(angle)]) * speed, radius)
 
 
+def _mix(audio: np.ndarray, sound: np.ndarray, onset_s: float, sample_rate: int, gain: float) -> None:
+    start = int(round(onset_s * sample_rate))
+    end = min(len(audio), start + len(sound))
+    if end > start:
+        audio[start:end] += gain * sound[: end - start]
+
+
 def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title, faulty_source: tuple | None):
-    """Frames (N×H×W×3 uint8), mono audio (float32) and the bounce frames of video `index`."""
+    """Frames (N×H×W×3 uint8), mono audio (float32), and the bounce frames and sound fundamental (Hz)."""
     rng = np.random.default_rng([spec.seed, 2, index])
     n_frames = int(round(rng.uniform(spec.min_seconds, spec.max_seconds) * spec.fps))
+    seconds = n_frames / spec.fps
     size = spec.size
-    radius = size * rng.uniform(0.13, 0.17)
-    speed_px_per_s = size * rng.uniform(0.9, 1.6)
+    radius = size * rng.uniform(0.17, 0.21)
+    speed_px_per_s = size * rng.uniform(*spec.speed) * _SPEED_FACTOR[class_id]
     hero = _random_mover(rng, size, radius, speed_px_per_s / spec.fps)
-    spin0 = rng.uniform(0, 2 * np.pi)
     colour = _hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0))
     blobs = [
         (
-            _random_mover(rng, size, size * 0.1, size * rng.uniform(0.5, 1.5) / spec.fps),
+            _random_mover(rng, size, size * 0.1, size * rng.uniform(*spec.speed) / spec.fps),
             _hsv_to_rgb(rng.uniform(), rng.uniform(0.3, 1.0), rng.uniform(0.5, 1.0)),
         )
         for _ in range(spec.distractors)
@@ -186,37 +228,34 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     for k in range(n_frames):
         if k > 0 and hero.step(size):
             bounces.append(k)
-        image = title.background.copy()
+        image = np.broadcast_to(title.background, (size, size, 3)).copy()
         for blob, blob_colour in blobs:
             if k > 0:
                 blob.step(size)
             d2 = (xx - blob.pos[0]) ** 2 + (yy - blob.pos[1]) ** 2
             alpha = np.exp(-d2 / (2 * (blob.radius * 0.6) ** 2))[..., None] * 0.8
             image = image * (1 - alpha) + blob_colour * alpha
-        angle = spin0 + _SPIN[class_id] * k / spec.fps
-        dx, dy = (xx - hero.pos[0]) / radius, (yy - hero.pos[1]) / radius
-        c, s = math.cos(angle), math.sin(angle)
-        mask = _shape_mask(class_id, c * dx + s * dy, -s * dx + c * dy)
+        mask = _shape_mask(class_id, (xx - hero.pos[0]) / radius, (yy - hero.pos[1]) / radius)
         image[mask] = colour
         frames[k] = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
 
-    n_samples = int(round(n_frames * spec.sample_rate / spec.fps))
-    audio = title.ambience(n_samples, spec.sample_rate, rng)
+    n_samples = int(round(seconds * spec.sample_rate))
+    f0 = math.exp(rng.uniform(math.log(F0_RANGE_HZ[0]), math.log(F0_RANGE_HZ[1])))
     if faulty_source is None:
+        audio = title.ambience(n_samples, spec.sample_rate, rng)
         sound_class, onsets = class_id, [k / spec.fps for k in bounces]
     else:
         # Unrelated sound: another class's timbre at random times, over another title's ambience.
         sound_class, other_title = faulty_source
         audio = other_title.ambience(n_samples, spec.sample_rate, rng)
-        rate = max(len(bounces), 2) / (n_frames / spec.fps)
-        onsets = list(np.sort(rng.uniform(0, n_frames / spec.fps, size=rng.poisson(rate * n_frames / spec.fps))))
-    pitch = 2 ** (rng.uniform(-PITCH_JITTER_SEMITONES, PITCH_JITTER_SEMITONES) / 12)
-    sound = bounce_sound(sound_class, spec.sample_rate, pitch)
+        rate = max(len(bounces), 2) / seconds
+        onsets = list(np.sort(rng.uniform(0, seconds, size=rng.poisson(rate * seconds))))
+    sound = bounce_sound(sound_class, spec.sample_rate, f0)
     for onset in onsets:
-        start = int(round(onset * spec.sample_rate))
-        end = min(n_samples, start + len(sound))
-        audio[start:end] += 0.5 * rng.uniform(0.7, 1.0) * sound[: end - start]
-    return frames, np.clip(audio, -1, 1), bounces
+        _mix(audio, sound, onset, spec.sample_rate, 0.5 * rng.uniform(0.7, 1.0))
+    for onset in rng.uniform(0, seconds, size=rng.poisson(spec.sound_distractors * seconds)):
+        _mix(audio, _noise_event(spec.sample_rate, rng), onset, spec.sample_rate, 0.4 * rng.uniform(0.5, 1.0))
+    return frames, np.clip(audio, -1, 1), {"bounce_frames": bounces, "f0_hz": round(f0, 3)}
 
 
 def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:
@@ -278,7 +317,7 @@ def generate_world(spec: SyntheticWorld, root: Path, on_video=None) -> Path:
             titles[t] = _Title(spec, t)
         return titles[t]
 
-    rows, events = [], {}
+    rows, videos = [], {}
     for i, row in enumerate(world_assignments(spec)):
         faulty_source = None
         if row["faulty"]:
@@ -286,7 +325,7 @@ def generate_world(spec: SyntheticWorld, root: Path, on_video=None) -> Path:
             other_class = (row["class_id"] + 1 + int(rng.integers(spec.classes - 1))) % spec.classes
             other_title = (row["title_id"] + 1 + int(rng.integers(max(spec.titles - 1, 1)))) % spec.titles
             faulty_source = (other_class, title(other_title))
-        frames, audio, bounces = render_video(spec, i, row["class_id"], title(row["title_id"]), faulty_source)
+        frames, audio, events = render_video(spec, i, row["class_id"], title(row["title_id"]), faulty_source)
         path = root / "media" / f"{row['video_id']}.mp4"
         if not path.exists():
             write_mp4(path, frames, audio, spec.fps, spec.sample_rate)
@@ -302,12 +341,12 @@ def generate_world(spec: SyntheticWorld, root: Path, on_video=None) -> Path:
                 "seconds": f"{seconds:.4f}",
             }
         )
-        events[row["video_id"]] = {"bounce_frames": bounces, "frames": len(frames)}
+        videos[row["video_id"]] = {**events, "frames": len(frames)}
         if on_video is not None:
             on_video(i)
     with open(root / "labels.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (root / "world.json").write_text(json.dumps({"spec": spec.model_dump(), "videos": events}, indent=1))
+    (root / "world.json").write_text(json.dumps({"spec": spec.model_dump(), "videos": videos}, indent=1))
     return root

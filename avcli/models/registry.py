@@ -26,4 +26,4 @@ def build_model(cfg) -> nn.Module:
     """An AudioVisualModel from the recipe's `model:` section (avcli.recipe.schema.Model)."""
     video = build_video_encoder(cfg.video.name, cfg.video.width)
     audio = build_audio_encoder(cfg.audio.name, cfg.audio.width)
-    return AudioVisualModel(video, audio, cfg.projector.hidden_dim, cfg.projector.out_dim)
+    return AudioVisualModel(video, audio, cfg.projector.hidden_dim, cfg.projector.out_dim, cfg.projector.batch_norm)

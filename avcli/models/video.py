@@ -3,7 +3,7 @@
 - torchvision's `r2plus1d_18`, `mc3_18`, `r3d_18` (the standard variants, 512-d, global average pool), so
   exported weights load into plain torchvision;
 - AVID's R(2+1)D (full 3D stem, no mid-channel expansion, global max pool) at any width and depth;
-  `tiny_r2plus1d` is width 16, one block per stage and no stem max pool (CPU runs on small frames).
+- `tiny_r2plus1d` for CPU runs on small frames (see TinyR2Plus1D).
 
 Every encoder has `out_dim` and `stages(x)`, which returns the feature map of each stage (conv2x..conv5x)
 for multi-layer probes.
@@ -16,18 +16,20 @@ from torch import nn
 
 
 class R2Plus1DBlock(nn.Module):
-    """Residual block with each 3×3×3 conv factorised into a 1×3×3 spatial and a 3×1×1 temporal conv."""
+    """Residual block with each 3×3×3 conv factorised into a 1×3×3 spatial and a 3×1×1 temporal conv
+    (`temporal=False` makes the temporal convs 1×1×1: a purely spatial block)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: tuple[int, int, int] = (1, 1, 1)):
+    def __init__(self, in_ch: int, out_ch: int, stride: tuple[int, int, int] = (1, 1, 1), temporal: bool = True):
         super().__init__()
         t_stride, s_stride = stride[0], stride[1]
+        kt = 3 if temporal else 1
         self.spatial1 = nn.Conv3d(in_ch, out_ch, (1, 3, 3), (1, s_stride, s_stride), (0, 1, 1), bias=False)
         self.bn_s1 = nn.BatchNorm3d(out_ch)
-        self.temporal1 = nn.Conv3d(out_ch, out_ch, (3, 1, 1), (t_stride, 1, 1), (1, 0, 0), bias=False)
+        self.temporal1 = nn.Conv3d(out_ch, out_ch, (kt, 1, 1), (t_stride, 1, 1), (kt // 2, 0, 0), bias=False)
         self.bn_t1 = nn.BatchNorm3d(out_ch)
         self.spatial2 = nn.Conv3d(out_ch, out_ch, (1, 3, 3), 1, (0, 1, 1), bias=False)
         self.bn_s2 = nn.BatchNorm3d(out_ch)
-        self.temporal2 = nn.Conv3d(out_ch, out_ch, (3, 1, 1), 1, (1, 0, 0), bias=False)
+        self.temporal2 = nn.Conv3d(out_ch, out_ch, (kt, 1, 1), 1, (kt // 2, 0, 0), bias=False)
         self.bn_out = nn.BatchNorm3d(out_ch)
         self.relu = nn.ReLU(inplace=True)
         needs_projection = in_ch != out_ch or any(s != 1 for s in stride)
@@ -42,27 +44,19 @@ class R2Plus1DBlock(nn.Module):
 
 
 class AvidR2Plus1D(nn.Module):
-    """AVID-CMA's R(2+1)D: widths w, 2w, 4w, 8w; `blocks` residual blocks per stage."""
+    """AVID-CMA's R(2+1)D: a 3×7×7/2 stem and max pool, then stages of widths w, 2w, 4w, 8w with `blocks`
+    residual blocks each, downsampling space and time by 2 from the second stage on, global max pool."""
 
-    def __init__(self, width: int = 64, blocks: tuple[int, int, int, int] = (2, 2, 2, 2), stem_pool: bool = True):
+    def __init__(self, width: int = 64, blocks: tuple[int, int, int, int] = (2, 2, 2, 2)):
         super().__init__()
-        stem = [
+        self.stem = nn.Sequential(
             nn.Conv3d(3, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
             nn.BatchNorm3d(width),
             nn.ReLU(inplace=True),
-        ]
-        if stem_pool:
-            stem.append(nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
-        self.stem = nn.Sequential(*stem)
-        widths = [width, 2 * width, 4 * width, 8 * width]
-        stages, in_ch = [], width
-        for i, (out_ch, n) in enumerate(zip(widths, blocks)):
-            stride = (1, 1, 1) if i == 0 else (2, 2, 2)
-            layers = [R2Plus1DBlock(in_ch, out_ch, stride)] + [R2Plus1DBlock(out_ch, out_ch) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*layers))
-            in_ch = out_ch
-        self.stages_ = nn.ModuleList(stages)
-        self.out_dim = widths[-1]
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
+        self.stages_ = _stages(width, blocks, temporal=(True, True, True, True), time_strides=(1, 2, 2, 2))
+        self.out_dim = 8 * width
 
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
@@ -74,6 +68,36 @@ class AvidR2Plus1D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.amax(self.stages(x)[-1], dim=(2, 3, 4))
+
+
+class TinyR2Plus1D(AvidR2Plus1D):
+    """R(2+1)D for CPU runs on small frames (48-64 px): a 1×5×5 stem at full resolution and a 2×2 max pool,
+    one block per stage, and temporal convs only in the last two stages. Temporal convs on early, high-
+    resolution maps smear a moving object's shape across frames; like SlowFast's slow pathway, this keeps
+    time modelling for the coarse stages, which trains far faster on shape-and-motion data than AVID's layout."""
+
+    def __init__(self, width: int = 16):
+        nn.Module.__init__(self)
+        self.stem = nn.Sequential(
+            nn.Conv3d(3, width, (1, 5, 5), 1, (0, 2, 2), bias=False),
+            nn.BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d((1, 2, 2)),
+        )
+        self.stages_ = _stages(width, (1, 1, 1, 1), temporal=(False, False, True, True), time_strides=(1, 1, 2, 2))
+        self.out_dim = 8 * width
+
+
+def _stages(width, blocks, temporal, time_strides) -> nn.ModuleList:
+    stages, in_ch = [], width
+    for i, (n, uses_time, t_stride) in enumerate(zip(blocks, temporal, time_strides)):
+        out_ch = width * 2**i
+        stride = (t_stride, 1, 1) if i == 0 else (t_stride, 2, 2)
+        layers = [R2Plus1DBlock(in_ch, out_ch, stride, uses_time)]
+        layers += [R2Plus1DBlock(out_ch, out_ch, temporal=uses_time) for _ in range(n - 1)]
+        stages.append(nn.Sequential(*layers))
+        in_ch = out_ch
+    return nn.ModuleList(stages)
 
 
 class TorchvisionVideoResNet(nn.Module):
@@ -107,6 +131,5 @@ def build_video_encoder(name: str, width: int | None = None) -> nn.Module:
     if name == "avid_r2plus1d_18":
         return AvidR2Plus1D(width or 64, (2, 2, 2, 2))
     if name == "tiny_r2plus1d":
-        # small inputs (56-64 px): no stem max pool, so a 10-pixel object is still a few cells wide at stage 1
-        return AvidR2Plus1D(width or 16, (1, 1, 1, 1), stem_pool=False)
+        return TinyR2Plus1D(width or 16)
     raise KeyError(name)

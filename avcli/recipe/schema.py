@@ -23,10 +23,15 @@ class SyntheticWorld(Strict):
     """The built-in synthetic audio-visual world (avcli.media.synthetic); see its module docstring."""
 
     videos: int = Field(240, ge=4, description="number of videos to generate")
-    classes: int = Field(8, ge=2, le=8, description="object classes (shape + motion + sound timbre)")
+    classes: int = Field(8, ge=2, le=8, description="object classes (shape, speed and sound timbre)")
     titles: int = Field(24, ge=1, description="titles: groups of videos sharing background texture and ambience")
+    title_strength: float = Field(
+        0.5, ge=0, le=1, description="how distinct titles look and sound (0: all alike, 1: strong palette and ambience)"
+    )
     faulty_fraction: float = Field(0.1, ge=0, le=1, description="videos whose audio is unrelated sound")
     distractors: int = Field(1, ge=0, le=4, description="silent moving blobs per video (not the sounding object)")
+    sound_distractors: float = Field(0.25, ge=0, description="unrelated sound events per second (not the object)")
+    speed: tuple[float, float] = Field((0.5, 0.6), description="object speed range, frame widths per second")
     seed: int = 0
     size: int = Field(64, ge=32, description="frame width and height in pixels")
     fps: int = Field(16, ge=4)
@@ -36,9 +41,11 @@ class SyntheticWorld(Strict):
     test_fraction: float = Field(0.25, gt=0, lt=1, description="fraction of titles held out for the probe test split")
 
     @model_validator(mode="after")
-    def _durations(self):
+    def _ranges(self):
         if self.max_seconds < self.min_seconds:
             raise ValueError("max_seconds must be >= min_seconds")
+        if not 0 < self.speed[0] <= self.speed[1]:
+            raise ValueError("speed must be (min, max) with 0 < min <= max")
         return self
 
 
@@ -106,6 +113,7 @@ class Projector(Strict):
 
     hidden_dim: int = Field(512, ge=1)
     out_dim: int = Field(128, ge=1)
+    batch_norm: bool = Field(False, description="BatchNorm after the hidden layer (not in AVID; helps tiny towers)")
 
 
 class Model(Strict):

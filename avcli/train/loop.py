@@ -110,7 +110,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
         recipe.method.kind, len(items), total_steps, steps_per_epoch, cfg.batch_size, device,
     )
     model.train()
-    last_saved, last_loss = None, float("nan")
+    last_saved, last_loss = resume_from if resume_from is not None and step >= total_steps else None, None
     window = {"t0": time.perf_counter(), "data": 0.0, "samples": 0}
     with _stop_requests() as stop, progress(transient=False) as bar:
         task = bar.add_task("pretrain", total=total_steps, completed=step)
@@ -169,7 +169,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
                 t_fetch = time.perf_counter()
             else:
                 epoch, batch_in_epoch = epoch + 1, 0
-    if last_saved is None or not last_saved.name.endswith(f"_{step}"):
+    if last_saved is None or last_saved.name != f"step_{step}":
         last_saved = checkpoint()
     metrics.close()
     return {"run_dir": str(run_dir), "checkpoint": str(last_saved), "steps": step, "final_loss": last_loss}
