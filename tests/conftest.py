@@ -9,6 +9,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MEDIA = REPO.parent / "shared" / "data" / "media"
+needs_shared = pytest.mark.skipif(not SHARED_MEDIA.exists(), reason="../shared/data/media is not beside the repo")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import torch
 from avcli.media.clip_reader import ClipReader
 from avcli.media.probe import probe_media
 
-from conftest import SHARED_MEDIA
+from conftest import SHARED_MEDIA, needs_shared
 from media_helpers import first_onset, frame_index, write_counter_video
 
 
@@ -135,3 +135,13 @@ def test_a_read_does_not_depend_on_earlier_reads(tmp_path):
             reader.read_video(earlier, 3, 10.0)
             assert torch.equal(reader.read_audio(1.3, 1.0, 16000), audio)
             assert torch.equal(reader.read_video(1.3, 3, 10.0), video)
+
+
+@needs_shared
+def test_ogg_theora_empty_packets_are_repeated_frames_not_the_end(tmp_path):
+    # mov_bbb.ogg has zero-byte video packets from 8.36 s ("repeat the previous frame"); decoding them fails in
+    # FFmpeg, so a reader that does not skip them stops there and repeats the 8.36 s frame to the end.
+    with ClipReader(SHARED_MEDIA / "mov_bbb.ogg") as reader:
+        early = reader.read_video(8.3, 1, 8.0).float()
+        late = reader.read_video(9.6, 1, 8.0).float()
+    assert (early - late).abs().mean() > 5

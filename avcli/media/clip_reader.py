@@ -24,7 +24,7 @@ import torch
 import torchaudio.functional as AF
 
 from avcli.errors import AvcliError
-from avcli.media.streams import default_audio_stream, default_video_stream
+from avcli.media.streams import default_audio_stream, default_video_stream, rotation_turns
 
 
 class ClipReadError(AvcliError):
@@ -91,7 +91,7 @@ class ClipReader:
         tb = self.video.time_base
         frames: list[tuple[float, av.VideoFrame]] = []
         try:
-            for frame in self.container.decode(self.video):
+            for frame in self._decode(self.video):
                 if frame.pts is None:
                     continue
                 time = float(frame.pts * tb) - self.origin_s
@@ -107,13 +107,23 @@ class ClipReader:
             pass  # a broken tail: use what decoded
         return frames
 
+    def _decode(self, stream):
+        """Frames of `stream` from the current position to the end of the file.
+
+        Empty packets are skipped, not decoded: Ogg Theora writes them for repeated frames and FFmpeg's decoder
+        rejects them (EINVAL), which would end the read early as if the file were broken there."""
+        for packet in self.container.demux(stream):
+            if packet.size:
+                yield from packet.decode()
+        yield from stream.decode(None)  # the frames the decoder still holds at the end of the file
+
     def _to_rgb(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
         width, height = frame.width, frame.height
         if short_side is not None:
             scale = short_side / min(width, height)
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
         image = self.reformatter.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
-        turns = round((frame.rotation or 0) / 90) % 4
+        turns = rotation_turns(frame.rotation)
         return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
     # ------------------------------------------------------------------------------------------ audio
@@ -148,7 +158,7 @@ class ClipReader:
         self.container.seek(max(0, int(target / tb)), stream=self.audio, backward=True)
         self.audio.codec_context.flush_buffers()  # forget the previous read: a read depends only on its window
         try:
-            for frame in self.container.decode(self.audio):
+            for frame in self._decode(self.audio):
                 if frame.pts is None:
                     continue
                 first = int(round((float(frame.pts * tb) - self.origin_s) * native))

@@ -1,4 +1,5 @@
-"""Which video and audio stream of a container to use: the one FFmpeg's own selection would pick."""
+"""Which video and audio stream of a container to use (the one FFmpeg's own selection would pick), and how to
+turn its frames upright."""
 
 from __future__ import annotations
 
@@ -26,3 +27,8 @@ def default_audio_stream(container):
     if not candidates:
         return None
     return max(candidates, key=lambda s: (s.codec_context.channels or 0, -s.index))
+
+
+def rotation_turns(rotation: int | float | None) -> int:
+    """Counter-clockwise quarter turns (np.rot90's k) that bring a frame with this display rotation upright."""
+    return round((rotation or 0) / 90) % 4
