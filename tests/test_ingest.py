@@ -6,16 +6,18 @@ import io
 import json
 import sqlite3
 import sys
+from pathlib import Path
 
 import pytest
+import torch
+import torchaudio
 
 from avcli.cli import run
 from avcli.data.catalog import Catalog
 
-from conftest import SHARED_MEDIA
+from conftest import SHARED_MEDIA, needs_shared
 from media_helpers import write_counter_video
 
-needs_shared = pytest.mark.skipif(not SHARED_MEDIA.exists(), reason="../shared/data/media is not beside the repo")
 
 
 def _lines(out: str) -> list[dict]:
@@ -66,17 +68,6 @@ def test_bad_inputs_get_reasons(tmp_path, capsys):
     assert rows["fine ü.mp4"]["status"] == "ok"
 
 
-def test_rerun_skips_unchanged_files_and_keeps_rows(tmp_path, capsys):
-    write_counter_video(tmp_path / "a.mp4", frames=30)
-    write_counter_video(tmp_path / "b.mp4", frames=30)
-    assert run(["ingest", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "--out", str(tmp_path / "c")]) == 0
-    assert len(_lines(capsys.readouterr().out)) == 2
-    assert run(["ingest", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "--out", str(tmp_path / "c")]) == 0
-    assert _lines(capsys.readouterr().out) == []
-    rows = sqlite3.connect(tmp_path / "c" / "catalog.sqlite").execute("SELECT COUNT(*) FROM items").fetchone()
-    assert rows == (2,)
-
-
 def test_paths_from_stdin(tmp_path, capsys, monkeypatch):
     write_counter_video(tmp_path / "a.mp4", frames=30)
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"{tmp_path / 'a.mp4'}\n\n"))
@@ -98,3 +89,81 @@ def test_synthetic_world_is_generated_and_labelled(tmp_path, capsys):
         items = catalog.items()
     assert {i.split for i in items} == {"train", "test"}
     assert all("faulty" in i.extra for i in items)
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["fire2.mp4", "no_duration.webm", "nasa_13013.mp4", "bad-keyframes.mp4", "hevc.ts"])
+def test_training_copies_match_a_direct_decode_of_the_source(tmp_path, capsys, name):
+    """The copy holds the same picture and sound on the same timeline as the source (rotation, VFR, missing
+    duration, several streams, wrong keyframe flags, MPEG-TS start offset)."""
+    from avcli.media.clip_reader import ClipReader
+
+    assert run(["ingest", str(SHARED_MEDIA / name), "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
+    with Catalog(tmp_path / "c") as catalog:
+        (copy,) = catalog.items()
+        (source,) = [r for r in catalog.rows()]
+    assert copy.source != source["path"] and copy.fps == 16 and min(copy.width, copy.height) == 128
+    assert copy.duration_s == pytest.approx(source["duration_s"], abs=1 / 16 + 0.05)
+    t = min(1.0, copy.duration_s / 3)
+    with ClipReader(copy.source, copy.video_stream, copy.audio_stream) as from_copy, ClipReader(
+        source["path"], source["video_stream"], source["audio_stream"]
+    ) as from_source:
+        a = from_copy.read_video(t, 4, 8.0, short_side=128).float()
+        b = from_source.read_video(t, 4, 8.0, short_side=128).float()
+        assert a.shape == b.shape
+        assert (a - b).abs().mean() < 6  # lossy H.264 at crf 23 and a different scaler, same frames
+        sound_a = from_copy.read_audio(t, 1.0, 16000)
+        sound_b = from_source.read_audio(t, 1.0, 16000)
+    if sound_b.abs().max() > 1e-3:  # (no_duration.webm is silent)
+        # same sound on the same timeline: correlated below 4 kHz within a sample (62 µs at 16 kHz) — the two
+        # resampling paths (FFmpeg to 24 kHz then torchaudio, or torchaudio alone) differ by a fraction of one
+        low_a, low_b = (torchaudio.functional.lowpass_biquad(x, 16000, 4000)[8:-8] for x in (sound_a, sound_b))
+        best = max(torch.corrcoef(torch.stack([low_a, torch.roll(low_b, lag)]))[0, 1] for lag in (-1, 0, 1))
+        assert best > 0.95
+    else:
+        assert "silent_audio" in source["flags"]
+
+
+@needs_shared
+def test_theora_file_with_empty_packets_is_ingested_whole(tmp_path, capsys):
+    run(["ingest", str(SHARED_MEDIA / "mov_bbb.ogg"), "--out", str(tmp_path / "c"), "--workers", "1"])
+    (row,) = _lines(capsys.readouterr().out)
+    assert row["status"] == "ok" and row["usable_s"] == pytest.approx(10.0, abs=0.1)
+    assert "partial_decode" not in row.get("flags", [])
+
+
+def test_titles_and_dataset_layout_are_recorded(tmp_path, capsys):
+    tv = tmp_path / "tv" / "The Show" / "Season 01"
+    tv.mkdir(parents=True)
+    write_counter_video(tv / "The Show - S01E02.mp4", frames=20)
+    movie = tmp_path / "tv" / "A Movie (2004)"
+    movie.mkdir()
+    write_counter_video(movie / "CD1.mp4", frames=20)
+    assert run(["ingest", str(tmp_path / "tv"), "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
+    rows = {Path(r["path"]).name: r for r in _lines(capsys.readouterr().out)}
+    assert rows["The Show - S01E02.mp4"]["title_id"] == "the-show/s01e02"
+    assert (rows["The Show - S01E02.mp4"]["season"], rows["The Show - S01E02.mp4"]["episode"]) == (1, 2)
+    assert rows["CD1.mp4"]["title_id"] == "a-movie-2004"
+    # a CSV overrides what the folders say; re-running refreshes the annotation without transcoding again
+    (tmp_path / "titles.csv").write_text(f"path,title_id\n{movie / 'CD1.mp4'},my-title\n")
+    run(["ingest", str(tmp_path / "tv"), "--out", str(tmp_path / "c"), "--titles", str(tmp_path / "titles.csv")])
+    rows = {Path(r["path"]).name: r for r in _lines(capsys.readouterr().out)}
+    assert rows["CD1.mp4"]["title_id"] == "my-title" and rows["CD1.mp4"]["unchanged"]
+
+
+@pytest.mark.skipif(not (SHARED_MEDIA.parent / "splits").exists(), reason="../shared/data/splits missing")
+def test_ucf101_layout_labels_and_official_splits(tmp_path, capsys):
+    root = tmp_path / "UCF101"
+    (root / "ApplyEyeMakeup").mkdir(parents=True)
+    write_counter_video(root / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi", frames=20)
+    write_counter_video(root / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.avi", frames=20)
+    meta = SHARED_MEDIA.parent / "splits" / "ucf101" / "ucfTrainTestlist"
+    assert run(["ingest", str(root), "--out", str(tmp_path / "c"), "--layout", "ucf101", "--layout-meta", str(meta)]) == 0
+    rows = {Path(r["path"]).name: r for r in _lines(capsys.readouterr().out)}
+    assert rows["v_ApplyEyeMakeup_g08_c01.avi"]["label"] == "ApplyEyeMakeup"
+    assert rows["v_ApplyEyeMakeup_g08_c01.avi"]["split"] == "train"
+    assert rows["v_ApplyEyeMakeup_g01_c01.avi"]["split"] == "test"  # groups 1-7 are split 1's test set
+    with Catalog(tmp_path / "c") as catalog:
+        extra = {Path(i.path).name: i.extra for i in catalog.items()}
+    assert extra["v_ApplyEyeMakeup_g08_c01.avi"]["splits"] == {"1": "train", "2": "test", "3": "train"}
+    assert run(["ingest", str(root), "--out", str(tmp_path / "d"), "--layout", "imagenet"]) == 2

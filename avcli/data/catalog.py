@@ -16,7 +16,7 @@ from pathlib import Path
 
 from avcli.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "catalog.sqlite"
 
 COLUMNS = {
@@ -47,7 +47,9 @@ COLUMNS = {
     "audio_codec": "TEXT",
     "audio_rate": "INTEGER",
     "audio_channels": "INTEGER",
-    "media_path": "TEXT",  # the file clips are read from: the transcoded copy, or the source itself
+    # the transcoded training copy, JSON: {path (relative to the catalog), video_stream, audio_stream, fps, width,
+    # height, audio_rate, duration_s}; NULL when clips are read from the source itself (--no-transcode)
+    "media": "TEXT",
     "shots": "TEXT NOT NULL DEFAULT '[]'",  # JSON list of shot boundary times (seconds)
     "extra": "TEXT NOT NULL DEFAULT '{}'",  # JSON object for dataset-specific fields (e.g. synthetic: faulty)
 }
@@ -55,6 +57,9 @@ COLUMNS = {
 
 @dataclass
 class CatalogItem:
+    """One usable item as readers see it: when a transcoded copy exists, the stream indices, timing and size
+    are those of the copy (which is upright and starts at 0), and `source` is the copy."""
+
     item_id: str
     path: str
     status: str
@@ -74,6 +79,10 @@ class CatalogItem:
     reject_reason: str | None = None
     flags: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    show_id: str | None = None
+    season: int | None = None
+    episode: int | None = None
+    shots: list = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -109,6 +118,7 @@ class Catalog:
         if create:
             self._create_schema()
         self._check_version()
+        self._add_missing_columns()
 
     def _create_schema(self) -> None:
         with self.db:
@@ -125,6 +135,16 @@ class Catalog:
         if row is None or int(row[0]) > SCHEMA_VERSION:
             raise UsageError(f"{self.root}: catalog schema {row and row[0]} is newer than this avcli; upgrade avcli")
 
+    def _add_missing_columns(self) -> None:
+        """Catalogs written by an older avcli gain the newer (nullable or defaulted) columns in place."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
+        missing = [name for name in COLUMNS if name not in have]
+        if missing and have:
+            with self.db:
+                for name in missing:
+                    self.db.execute(f"ALTER TABLE items ADD COLUMN {name} {COLUMNS[name].replace(' UNIQUE', '')}")
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+
     # ------------------------------------------------------------------------------------------ writing
 
     def upsert(self, rows: list[dict]) -> None:
@@ -134,8 +154,8 @@ class Catalog:
         with self.db:
             for row in rows:
                 row = dict(row)
-                for key in ("flags", "shots", "extra"):
-                    if key in row and not isinstance(row[key], str):
+                for key in ("flags", "shots", "extra", "media"):
+                    if key in row and row[key] is not None and not isinstance(row[key], str):
                         row[key] = json.dumps(row[key])
                 unknown = set(row) - set(COLUMNS)
                 if unknown:
@@ -159,7 +179,7 @@ class Catalog:
         return {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size_bytes, mtime, content_hash FROM items")}
 
     def items(self, status: str | None = "ok") -> list[CatalogItem]:
-        names = [n for n in CatalogItem.__dataclass_fields__]
+        names = [n for n in CatalogItem.__dataclass_fields__ if n != "media_path"] + ["media"]
         query = f"SELECT {', '.join(names)} FROM items"
         args: tuple = ()
         if status is not None:
@@ -169,11 +189,28 @@ class Catalog:
         out = []
         for values in self.db.execute(query, args):
             row = dict(zip(names, values))
-            row["flags"] = json.loads(row["flags"] or "[]")
-            row["extra"] = json.loads(row["extra"] or "{}")
+            for key, empty in (("flags", "[]"), ("extra", "{}"), ("shots", "[]")):
+                row[key] = json.loads(row[key] or empty)
             row["start_s"] = row["start_s"] or 0.0
             row["rotation"] = row["rotation"] or 0
+            media = json.loads(row.pop("media") or "null")
+            if media:  # read the copy: its own streams and timing, already upright, starting at 0
+                row.update({key: media.get(key) for key in ("video_stream", "audio_stream", "fps", "width", "height",
+                                                            "audio_rate", "duration_s")})
+                row.update(media_path=str(self.root / media["path"]), start_s=0.0, rotation=0)
             out.append(CatalogItem(**row))
+        return out
+
+    def rows(self) -> list[dict]:
+        """Every row as stored (JSON columns decoded), ordered by path: for merging and comparing catalogs."""
+        cursor = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM items ORDER BY path")
+        out = []
+        for values in cursor:
+            row = dict(zip(COLUMNS, values))
+            for key in ("flags", "shots", "extra", "media"):
+                if row[key] is not None:
+                    row[key] = json.loads(row[key])
+            out.append(row)
         return out
 
     def counts(self) -> dict:

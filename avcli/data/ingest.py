@@ -1,98 +1,85 @@
-"""Ingest: turn input paths into catalog rows (probe with PyAV, validate, record).
+"""Ingest: turn input files into catalog rows and training copies, in parallel, resumably.
 
-Every input file ends as exactly one row, `ok` or `rejected` with a one-line reason; nothing here raises for a
-bad media file. Rows are committed in small transactions, so a killed ingest keeps what it finished and the
-same command continues (unchanged files — same size and mtime — are skipped).
+Workers (`ingest_file.process_file`, one process each) probe and transcode; this process alone writes the
+catalog, committing rows in small transactions only after their copies are complete. So a `kill -9` at any
+moment loses at most the rows not yet committed, and the same command redoes exactly those: unchanged files
+(same size, mtime and content-hash prefix, copy present) are skipped, stale temporary copies are removed, and
+rows are replaced whole, never duplicated. Titles and dataset labels are computed here (cheap, no decoding)
+and are refreshed on re-runs even for unchanged files.
 """
 
 from __future__ import annotations
 
 import csv
-import os
-from dataclasses import dataclass, field
+import multiprocessing
+import signal
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from avcli.data.catalog import Catalog, content_hash, item_id_for
-from avcli.errors import UsageError
-from avcli.media.probe import MediaInfo, probe_media
+from avcli.data.catalog import Catalog
+from avcli.data.ingest_file import MEDIA_DIR, IngestOptions, process_file
+from avcli.data.ingest_summary import IngestSummary
+from avcli.errors import Interrupted, UsageError
+from avcli.log import get_logger
+
+log = get_logger("ingest")
+
+# columns an annotation (titles, layouts, synthetic labels) may set; refreshed for unchanged files too
+ANNOTATION_COLUMNS = ("title_id", "show_id", "season", "episode", "label", "split", "extra")
+
+__all__ = ["IngestOptions", "IngestSummary", "ingest_paths", "ingest_synthetic"]
 
 
-@dataclass
-class IngestOptions:
-    allow_no_audio: bool = False
-    min_seconds: float = 0.5
-    batch_size: int = 16  # rows per transaction
+def _check_options(catalog: Catalog, options: IngestOptions) -> None:
+    wanted = options.fingerprint()
+    stored = catalog.get_meta("ingest_options")
+    if stored is None:
+        catalog.set_meta("ingest_options", wanted)
+    elif stored != wanted:
+        changed = sorted(k for k in wanted if wanted[k] != stored.get(k))
+        raise UsageError(
+            f"{catalog.root}: this catalog was ingested with different options ({', '.join(changed)}: "
+            f"{ {k: stored.get(k) for k in changed} }); use the same options or a new --out"
+        )
 
 
-@dataclass
-class IngestSummary:
-    ok: int = 0
-    rejected: int = 0
-    skipped: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-    seconds_ok: float = 0.0
-
-    def to_dict(self) -> dict:
-        return {
-            "ok": self.ok,
-            "rejected": self.rejected,
-            "skipped_unchanged": self.skipped,
-            "reject_reasons": self.reasons,
-            "hours_ok": round(self.seconds_ok / 3600, 4),
-        }
+def _remove_stale_partials(root: Path) -> None:
+    """Temporary copies left by a killed run; their files are redone from scratch."""
+    media = root / MEDIA_DIR
+    if media.is_dir():
+        for stale in media.glob("*/*.partial*"):
+            stale.unlink(missing_ok=True)
 
 
-def expand_inputs(inputs: Iterable[str], stdin: Iterable[str] | None = None) -> Iterator[Path]:
-    """Files from files, folders (recursive, sorted, hidden entries skipped) and `-` (one path per stdin line)."""
-    for raw in inputs:
-        if raw == "-":
-            for line in stdin or ():
-                line = line.rstrip("\n")
-                if line.strip():
-                    yield from expand_inputs([line])
-            continue
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if not name.startswith("."):
-                        yield Path(dirpath) / name
-        elif path.exists() or path.is_symlink():
-            yield path
-        else:
-            raise UsageError(f"{raw}: no such file or folder")
+def _results(paths: list[str], root: Path, options: IngestOptions, known: dict) -> Iterator[dict]:
+    args = [(path, str(root), options, known.get(path)) for path in paths]
+    if options.workers <= 1 or len(args) <= 1:
+        for arg in args:
+            yield process_file(*arg)
+        return
+    # spawn, not fork: the parent may run threads (rich progress, SQLite) that a fork would copy mid-flight
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(options.workers, initializer=_ignore_sigint, maxtasksperchild=200) as pool:
+        try:
+            yield from pool.imap_unordered(_process_star, args, chunksize=1)
+        except BaseException:
+            pool.terminate()
+            raise
 
 
-def row_from_probe(info: MediaInfo, annotations: dict | None = None) -> dict:
-    path = str(Path(info.path).resolve())
-    row = {
-        "item_id": item_id_for(path),
-        "path": path,
-        "size_bytes": info.size_bytes,
-        "mtime": info.mtime,
-        "content_hash": content_hash(path, info.size_bytes) if info.size_bytes and info.ok else None,
-        "status": "ok" if info.ok else "rejected",
-        "reject_reason": info.reject_reason,
-        "flags": [note.replace(" ", "_") for note in info.notes],
-        "container": info.container,
-        "start_s": info.start_s,
-        "duration_s": info.duration_s,
-        "fps": info.fps,
-        "width": info.width,
-        "height": info.height,
-        "rotation": info.rotation,
-        "video_stream": info.video_stream,
-        "video_codec": info.video_codec,
-        "audio_stream": info.audio_stream,
-        "audio_codec": info.audio_codec,
-        "audio_rate": info.audio_rate,
-        "audio_channels": info.audio_channels,
-        "media_path": path if info.ok else None,
-    }
-    row.update(annotations or {})
-    return row
+def _ignore_sigint() -> None:
+    """Ctrl-C is the parent's to handle (commit what is done, exit 4); workers just get terminated."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _process_star(arg: tuple) -> dict:
+    return process_file(*arg)
+
+
+def _with_annotation(row: dict, annotation: dict) -> dict:
+    extra = {**(row.get("extra") or {}), **(annotation.get("extra") or {})}
+    return {**row, **annotation, "extra": extra}
 
 
 def ingest_paths(
@@ -102,45 +89,58 @@ def ingest_paths(
     annotate: Callable[[Path], dict] | None = None,
     on_row: Callable[[dict], None] | None = None,
 ) -> IngestSummary:
-    """Probe each path and write its row; `on_row` sees every written row (the CLI prints it as JSON)."""
-    summary = IngestSummary()
-    known = catalog.known()
+    """Process every path into the catalog; `on_row` sees each committed row (the CLI prints it as JSON)."""
+    _check_options(catalog, options)
+    _remove_stale_partials(catalog.root)
+    stored = {row["path"]: row for row in catalog.rows()}
+    known = {
+        path: (row["size_bytes"], row["mtime"], row["content_hash"], (row["media"] or {}).get("path"))
+        for path, row in stored.items()
+    }
+    ordered = [str(p) for p in paths]
+    summary = IngestSummary(started=time.monotonic())
     pending: list[dict] = []
+    last_commit = time.monotonic()
 
-    def flush() -> None:
+    def commit() -> None:
+        nonlocal last_commit
         catalog.upsert(pending)
         for row in pending:
+            summary.count(row)
             if on_row:
                 on_row(row)
         pending.clear()
+        last_commit = time.monotonic()
 
-    for path in paths:
-        resolved = str(path.resolve())
-        try:
-            stat = os.stat(resolved)
-            previous = known.get(resolved)
-            if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime:
-                summary.skipped += 1
+    try:
+        for result in _results(ordered, catalog.root, options, known):
+            path = result["path"]
+            annotation = annotate(Path(path)) if annotate else {}
+            if result.get("unchanged"):
+                row = stored[path]
+                refreshed = _with_annotation(row, annotation) if annotation else row
+                if any(refreshed.get(k) != row.get(k) for k in ANNOTATION_COLUMNS):
+                    catalog.upsert([refreshed])
+                summary.count(refreshed, unchanged=True)
+                if on_row:
+                    on_row({**refreshed, "unchanged": True})
                 continue
-        except OSError:
-            pass  # probe_media reports it as a rejection
-        info = probe_media(path, allow_no_audio=options.allow_no_audio, min_seconds=options.min_seconds)
-        row = row_from_probe(info, annotate(path) if annotate else None)
-        if info.ok:
-            summary.ok += 1
-            summary.seconds_ok += info.duration_s or 0.0
-        else:
-            summary.rejected += 1
-            summary.reasons[info.reject_reason] = summary.reasons.get(info.reject_reason, 0) + 1
-        pending.append(row)
-        if len(pending) >= options.batch_size:
-            flush()
-    flush()
+            pending.append(_with_annotation(result, annotation))
+            if len(pending) >= options.batch_size or time.monotonic() - last_commit > 1.0:
+                commit()
+        commit()
+    except KeyboardInterrupt:
+        commit()
+        raise Interrupted(f"ingest interrupted; run the same command again to finish ({summary.done} files done)")
+    summary.finish()
     return summary
 
 
 def ingest_synthetic(spec, root: Path, on_row: Callable[[dict], None] | None = None, on_video=None) -> IngestSummary:
-    """Generate the synthetic world under `root` and ingest it there, with labels, titles and splits."""
+    """Generate the synthetic world under `root` and ingest it there, with labels, titles and splits.
+
+    The generated files already have the size, rate and keyframe spacing of a training copy, so they are read
+    directly (no transcode)."""
     from avcli.media.synthetic import generate_world
 
     root = Path(root)
@@ -159,5 +159,5 @@ def ingest_synthetic(spec, root: Path, on_row: Callable[[dict], None] | None = N
 
     with Catalog(root, create=True) as catalog:
         catalog.set_meta("synthetic_spec", spec.model_dump())
-        paths = [root / row["path"] for row in labels.values()]
-        return ingest_paths(catalog, sorted(paths), IngestOptions(), annotate=annotate, on_row=on_row)
+        paths = sorted(Path(p) for p in labels)
+        return ingest_paths(catalog, paths, IngestOptions(transcode=None), annotate=annotate, on_row=on_row)
