@@ -270,7 +270,10 @@ def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sampl
         sound = container.add_stream("aac", rate=sample_rate)
         sound.layout = "mono"
         for frame in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            # converted to YUV here rather than by the encoder's implicit reformatter, whose output was seen to
+            # vary between runs in one process (breaking "same seed, same bytes")
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            for packet in video.encode(yuv):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
