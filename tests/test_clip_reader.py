@@ -145,3 +145,16 @@ def test_ogg_theora_empty_packets_are_repeated_frames_not_the_end(tmp_path):
         early = reader.read_video(8.3, 1, 8.0).float()
         late = reader.read_video(9.6, 1, 8.0).float()
     assert (early - late).abs().mean() > 5
+
+
+def test_several_windows_read_in_one_pass_equal_separate_reads(counter):
+    # overlapping windows, frame skipping, and one past the end of the 2 s file (repeats the last frame)
+    windows = [(1.2, 4, 2 / 25), (0.2, 4, 1 / 25), (0.36, 3, 4 / 25), (3.0, 2, 1 / 25)]
+    with ClipReader(counter) as reader:
+        together = reader.read_video_windows(windows)
+    for (start, frames, step), clip in zip(windows, together):
+        with ClipReader(counter) as reader:
+            alone = reader.read_video(start, frames, 1 / step)
+        assert torch.equal(clip, alone)
+        expected = [min(int((start + k * step) * 25 + 1e-6), 49) for k in range(frames)]
+        assert [frame_index(f.numpy()) for f in clip] == expected

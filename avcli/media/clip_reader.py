@@ -51,21 +51,46 @@ class ClipReader:
     # ------------------------------------------------------------------------------------------ video
 
     def read_video(self, t: float, frames: int, fps: float, short_side: int | None = None) -> torch.Tensor:
-        wanted = [t + i / fps for i in range(frames)]
-        decoded = self._decode_video(wanted[0], wanted[-1])
+        return self.read_video_windows([(t, frames, 1.0 / fps)], short_side)[0]
+
+    def read_video_windows(
+        self, windows: list[tuple[float, int, float]], short_side: int | None = None, max_gap_s: float = 1.0
+    ) -> list[torch.Tensor]:
+        """Several clips, each `(start, frames, interval_s)`: frames at start + k·interval (k < frames), uint8
+        T×H×W×3. Windows less than `max_gap_s` apart share one seek and one decode pass (clips of one item in
+        a hierarchical batch, ordering pairs, speed-ups), instead of a seek and a keyframe's worth of decoding
+        each."""
+        order = sorted(range(len(windows)), key=lambda i: windows[i][0])
+        out: list[torch.Tensor | None] = [None] * len(windows)
+        group: list[int] = []
+        group_end = -math.inf
+        for i in order + [None]:
+            if i is not None:
+                start, frames, step = windows[i]
+                if not group or start - group_end <= max_gap_s:
+                    group.append(i)
+                    group_end = max(group_end, start + (frames - 1) * step)
+                    continue
+            self._read_group([windows[j] for j in group], group, out, short_side)
+            if i is not None:
+                group, group_end = [i], windows[i][0] + (windows[i][1] - 1) * windows[i][2]
+        return out  # type: ignore[return-value]
+
+    def _read_group(self, windows, slots, out, short_side) -> None:
+        wanted = [np.array([s + k * step for k in range(n)]) for s, n, step in windows]
+        first, last = min(w[0] for w in wanted), max(w[-1] for w in wanted)
+        decoded = self._decode_video(first, last)
         if not decoded:
-            raise ClipReadError(f"{self.path}: no video frame decodes at {t:.2f} s")
+            raise ClipReadError(f"{self.path}: no video frame decodes at {first:.2f} s")
         times = np.array([time for time, _ in decoded])
-        # the frame on screen at each instant: the last one starting at or before it (tolerance: half a µs)
-        picks = np.searchsorted(times, np.array(wanted) + 5e-7, side="right") - 1
-        picks = np.clip(picks, 0, len(decoded) - 1)
         cache: dict[int, np.ndarray] = {}
-        out = []
-        for p in picks.tolist():
-            if p not in cache:
-                cache[p] = self._to_rgb(decoded[p][1], short_side)
-            out.append(cache[p])
-        return torch.from_numpy(np.stack(out))
+        for slot, instants in zip(slots, wanted):
+            # the frame on screen at each instant: the last one starting at or before it (tolerance: half a µs)
+            picks = np.clip(np.searchsorted(times, instants + 5e-7, side="right") - 1, 0, len(decoded) - 1)
+            for p in picks.tolist():
+                if p not in cache:
+                    cache[p] = self._to_rgb(decoded[p][1], short_side)
+            out[slot] = torch.from_numpy(np.stack([cache[p] for p in picks.tolist()]))
 
     def _decode_video(self, first: float, last: float) -> list[tuple[float, av.VideoFrame]]:
         """Frames covering [first, last]: from the frame on screen at `first` to the one on screen at `last`."""
