@@ -91,7 +91,21 @@ def _semantic_problems(recipe: Recipe) -> list[tuple[str, str]]:
         problems.append(
             ("data.clip.audio_seconds", "the audio window must cover the video clip (frames / fps seconds)")
         )
+    sampler = recipe.data.sampler
+    wanted = METHOD_SAMPLERS.get(recipe.method.kind, ())
+    if sampler.kind not in wanted:
+        problems.append(
+            ("data.sampler.kind", f"method {recipe.method.kind} trains on {' or '.join(wanted)} samples, not {sampler.kind}")
+        )
+    if sampler.kind == "hierarchical" and recipe.training.batch_size % sampler.clips_per_title:
+        problems.append(
+            ("training.batch_size", f"must be a multiple of data.sampler.clips_per_title ({sampler.clips_per_title})")
+        )
     return problems
+
+
+# which samplers produce the samples each method's objective expects
+METHOD_SAMPLERS = {"xid": ("uniform", "hierarchical")}
 
 
 def _resolve_paths(recipe: Recipe) -> Recipe:

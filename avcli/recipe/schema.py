@@ -7,9 +7,9 @@ Relative paths are resolved against the working directory when the recipe is loa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -79,14 +79,105 @@ class AudioFeatures(Strict):
 
 
 class Augment(Strict):
-    """Train-time augmentation (METHODS.md §0); evaluation uses resize + centre crop only."""
+    """Train-time augmentation (METHODS.md §0); evaluation uses resize + centre crop only.
 
-    crop_scale: tuple[float, float] = Field((0.08, 1.0), description="RandomResizedCrop area range")
-    flip: bool = True
+    Every random choice is clip-consistent (one crop, flip and jitter for all frames of a clip) and drawn from the
+    sample's own generator (avcli.data.video_transforms, avcli.data.audio_transforms). SpecAugment symbols
+    (Park et al. 2019): m_F = freq_masks, F = freq_mask_width, m_T = time_masks, T = time_mask_width.
+    """
+
+    crop_scale: tuple[float, float] = Field(
+        (0.08, 1.0), description="RandomResizedCrop area range (lo, hi), 0 < lo <= hi <= 1; aspect in (3/4, 4/3)"
+    )
+    flip: bool = Field(True, description="random horizontal flip with probability 0.5")
     color_jitter: tuple[float, float, float, float] = Field(
-        (0.4, 0.4, 0.4, 0.2), description="brightness, contrast, saturation, hue (clip-consistent)"
+        (0.4, 0.4, 0.4, 0.2),
+        description="brightness, contrast, saturation (factor from U(1-s, 1+s)) and hue (shift from U(-h, h), "
+        "h <= 0.5); 0 turns one off (clip-consistent)",
+    )
+    grayscale_prob: float = Field(0.0, ge=0, le=1, description="probability of converting a clip to grayscale")
+    on_device: bool = Field(
+        False,
+        description="draw the video parameters in the data workers but crop, resize and jitter the collated batch "
+        "on the training device (GPU) instead of in the workers",
     )
     volume: float = Field(0.1, ge=0, lt=1, description="audio gain drawn from U(1−volume, 1+volume)")
+    speed_perturb: Optional[tuple[float, float]] = Field(
+        None,
+        description="audio speed (tempo and pitch) factor range (lo, hi) applied by resampling the waveform, "
+        "then cropped/padded to the window; None: off",
+    )
+    freq_masks: int = Field(0, ge=0, description="m_F: SpecAugment frequency masks per spectrogram (0: off)")
+    freq_mask_width: int = Field(8, ge=0, description="F: widest frequency mask, in bins (width ~ U{0..F})")
+    time_masks: int = Field(0, ge=0, description="m_T: SpecAugment time masks per spectrogram (0: off)")
+    time_mask_width: int = Field(20, ge=0, description="T: widest time mask, in frames (width ~ U{0..T})")
+
+    # field validators (not one model validator) so that every bad field is reported at once
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_scale(cls, v):
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError("crop_scale must be (lo, hi) with 0 < lo <= hi <= 1")
+        return v
+
+    @field_validator("color_jitter")
+    @classmethod
+    def _color_jitter(cls, v):
+        if min(v) < 0 or v[3] > 0.5:
+            raise ValueError("color_jitter strengths must be >= 0, and hue <= 0.5")
+        return v
+
+    @field_validator("speed_perturb")
+    @classmethod
+    def _speed_perturb(cls, v):
+        if v is not None and not 0 < v[0] <= v[1]:
+            raise ValueError("speed_perturb must be (lo, hi) with 0 < lo <= hi")
+        return v
+
+
+class UniformSampling(Strict):
+    """Every item `clips_per_item` times per epoch in random order, one random window each (xID, Robust-xID)."""
+
+    kind: Literal["uniform"] = "uniform"
+
+
+class HierarchicalSampling(Strict):
+    """Kalayeh et al. (METHODS.md §5): batches of T titles × C time-disjoint clips (T = batch_size / C)."""
+
+    kind: Literal["hierarchical"] = "hierarchical"
+    clips_per_title: int = Field(4, ge=1, description="C: clips per title in a batch (1 = uniform over titles)")
+    title_weighting: Literal["uniform", "duration"] = Field("uniform", description="how titles are drawn")
+    shots: Literal["any", "same", "different"] = Field("any", description="C clips within one shot or across shots")
+    level: Literal["title", "show"] = Field("title", description="show: T shows, C episodes of each")
+    min_gap_s: float = Field(0.0, ge=0, description="minimum gap between the C clips of a title, seconds")
+
+
+class SyncPairSampling(Strict):
+    """AVTS (METHODS.md §3): aligned positives, easy and hard negatives, with a curriculum."""
+
+    kind: Literal["sync_pairs"] = "sync_pairs"
+    positive_fraction: float = Field(0.5, ge=0, le=1, description="positives : negatives = 1 : 1 by default")
+    hard_fraction: float = Field(0.25, ge=0, le=1, description="share of negatives that are hard after the switch")
+    superhard_fraction: float = Field(0.0, ge=0, le=1, description="overlapping shifts (an ablation in AVTS)")
+    switch_epoch: Optional[int] = Field(None, ge=0, description="curriculum: easy negatives only before this epoch")
+    min_gap_s: float = Field(0.5, ge=0, description="hard negatives: gap between audio and video windows")
+    superhard_min_shift_s: float = Field(0.1, ge=0, description="super-hard negatives: minimum shift")
+
+
+class TemporalSampling(Strict):
+    """Jenni et al. (METHODS.md §4): speed classes, reversal, intra- and inter-modal ordering pairs."""
+
+    kind: Literal["temporal"] = "temporal"
+    speeds: tuple[int, ...] = Field((1, 2, 4, 8), description="playback speeds by frame skipping")
+    reverse_prob: float = Field(0.5, ge=0, le=1)
+    ordering: bool = Field(True, description="a second, non-overlapping clip for intra-modal ordering")
+    av_ordering: bool = Field(True, description="a video and an audio window at different times")
+    min_gap_s: float = Field(0.0, ge=0, description="gap between the clips of an ordering pair")
+
+
+Sampling = Annotated[
+    Union[UniformSampling, HierarchicalSampling, SyncPairSampling, TemporalSampling], Field(discriminator="kind")
+]
 
 
 class Data(Strict):
@@ -98,6 +189,10 @@ class Data(Strict):
     audio: AudioFeatures = AudioFeatures()
     augment: Augment = Augment()
     clips_per_item: int = Field(1, ge=1, description="clips drawn from each catalog item per epoch")
+    sampler: Sampling = UniformSampling()
+    max_consecutive_failures: int = Field(
+        10, ge=1, description="clips in a row that may fail to decode (each replaced) before training stops"
+    )
 
 
 # --------------------------------------------------------------------------------------------- model

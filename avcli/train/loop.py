@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from avcli.data.catalog import Catalog
-from avcli.data.clip_dataset import ClipDataset
-from avcli.data.samplers import UniformClipSampler
-from avcli.data.transforms import normalize_video
+from avcli.data.audio_transforms import apply_spec_masks
+from avcli.data.clip_dataset import ClipDataset, centred_spec, collate_samples
+from avcli.data.samplers import build_sampler
+from avcli.data.video_transforms import augment_video_batch, normalize_video
 from avcli.errors import AvcliError, Interrupted, UsageError
 from avcli.log import get_logger, progress
 from avcli.media.audio_features import build_audio_frontend
@@ -57,13 +58,19 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
     frontend = build_audio_frontend(recipe.data.audio, recipe.data.clip.sample_rate).to(device)
     objective = build_objective(recipe.method)
 
-    sampler = UniformClipSampler(len(items), recipe.data.clips_per_item, seed=cfg.seed)
-    dataset = ClipDataset(items, recipe.data.clip, recipe.data.augment, train=True)
-    steps_per_epoch = len(sampler) // cfg.batch_size
+    try:
+        sampler = build_sampler(recipe.data, items, cfg.batch_size, cfg.seed)
+    except ValueError as exc:
+        raise UsageError(f"data.sampler: {exc}") from None
+    dataset = ClipDataset(
+        items, recipe.data.clip, recipe.data.augment, train=True, replacement=sampler.replacement,
+        max_consecutive_failures=recipe.data.max_consecutive_failures,
+    )
+    steps_per_epoch = len(sampler)
     if steps_per_epoch == 0:
         raise UsageError(
-            f"training.batch_size={cfg.batch_size} is larger than one epoch ({len(sampler)} clips from "
-            f"{len(items)} items); lower it or raise data.clips_per_item"
+            f"training.batch_size={cfg.batch_size} is larger than one epoch ({len(items)} items × "
+            f"{recipe.data.clips_per_item} clips); lower it or raise data.clips_per_item"
         )
     total_steps = cfg.steps or cfg.epochs * steps_per_epoch
     optimizer = build_optimizer(model.parameters(), recipe.optimizer)
@@ -85,10 +92,9 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
 
     loader = DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
+        batch_sampler=sampler,
+        collate_fn=collate_samples,
         num_workers=cfg.workers,
-        drop_last=True,
         persistent_workers=cfg.workers > 0,
         pin_memory=device.type == "cuda",
     )
@@ -111,16 +117,16 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
     )
     model.train()
     last_saved, last_loss = resume_from if resume_from is not None and step >= total_steps else None, None
-    window = {"t0": time.perf_counter(), "data": 0.0, "samples": 0}
+    window = {"t0": time.perf_counter(), "data": 0.0, "samples": 0, "skipped": 0}
     with _stop_requests() as stop, progress(transient=False) as bar:
         task = bar.add_task("pretrain", total=total_steps, completed=step)
         while step < total_steps:
-            sampler.set_epoch(epoch, start=batch_in_epoch * cfg.batch_size)
+            sampler.set_epoch(epoch, start_batch=batch_in_epoch)
             t_fetch = time.perf_counter()
             for batch in loader:
                 window["data"] += time.perf_counter() - t_fetch
-                video = normalize_video(batch["video"].to(device, non_blocking=True))
-                spectrogram = frontend(batch["audio"].to(device, non_blocking=True))
+                video, spectrogram = _model_inputs(batch, frontend, recipe.data, device)
+                window["skipped"] += int(batch["skipped"].sum())
                 with autocast(device, cfg.precision):
                     loss, stats = objective(model, video, spectrogram)
                 if not torch.isfinite(loss):
@@ -146,6 +152,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
                         "lr": scheduler.get_last_lr()[0],
                         "samples_per_s": round(window["samples"] / elapsed, 2),
                         "data_time_frac": round(window["data"] / elapsed, 3),
+                        "skipped_samples": window["skipped"],
                         **{k: round(v, 4) for k, v in stats.items()},
                     }
                     metrics.write(record)
@@ -154,7 +161,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
                         step, total_steps, epoch, last_loss, record["lr"], record["samples_per_s"],
                         100 * record["data_time_frac"],
                     )
-                    window = {"t0": time.perf_counter(), "data": 0.0, "samples": 0}
+                    window = {"t0": time.perf_counter(), "data": 0.0, "samples": 0, "skipped": 0}
                 if step % cfg.checkpoint_every == 0:
                     last_saved = checkpoint()
                 if stop.requested:
@@ -173,6 +180,22 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
         last_saved = checkpoint()
     metrics.close()
     return {"run_dir": str(run_dir), "checkpoint": str(last_saved), "steps": step, "final_loss": last_loss}
+
+
+def _model_inputs(batch: dict, frontend, data_cfg, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first video and audio slot of every sample (what xID trains on), augmented and on the device."""
+    if "video_raw" in batch:  # data.augment.on_device: pixels augmented here, after collation
+        raw = batch["video_raw"].to(device, non_blocking=True)
+        params = {k: v.to(device) for k, v in batch["video_params"].items()}
+        video = augment_video_batch(raw, params, data_cfg.clip.size)
+        video = video.view(-1, batch["video_windows"], *video.shape[1:])[:, 0]
+    else:
+        video = normalize_video(batch["video"][:, 0].to(device, non_blocking=True))
+    spectrogram = frontend(batch["audio"][:, 0].to(device, non_blocking=True))
+    if "spec_masks" in batch:
+        masks = {k: v.to(device) for k, v in batch["spec_masks"].items()}
+        spectrogram = apply_spec_masks(spectrogram, masks)
+    return video, spectrogram
 
 
 def training_items(recipe: Recipe):
@@ -194,7 +217,8 @@ def training_items(recipe: Recipe):
 def fit_audio_frontend(frontend, dataset: ClipDataset, clips: int, device: torch.device) -> None:
     """Per-frequency statistics from `clips` clips spread over the catalog (fixed choice, independent of seed)."""
     spread = torch.linspace(0, len(dataset.items) - 1, clips).round().long().tolist()
-    waves = torch.stack([dataset[(index, 7919 + j)]["audio"] for j, index in enumerate(spread)]).to(device)
+    specs = [centred_spec(dataset.items, index, dataset.clip, seed=7919 + j) for j, index in enumerate(spread)]
+    waves = torch.stack([dataset[spec]["audio"][0] for spec in specs]).to(device)
     frontend.fit(waves)
     dataset.readers.close()  # workers fork after this: they must not inherit open decoders
 
