@@ -13,7 +13,7 @@ from avcli.media.probe import probe_media
 from avcli.media.shots import colour_histogram, detect_shots
 from avcli.media.transcode import TranscodeOptions, transcode
 
-from conftest import SHARED_MEDIA
+from conftest import SHARED_MEDIA, needs_shared
 from media_helpers import first_onset, frame_index, write_counter_video
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -197,6 +197,7 @@ def test_rotation_90_follows_the_clip_reader_convention(tmp_path):
     assert np.abs(copy - np.rot90(small, k=3)).mean() > 40
 
 
+@needs_shared
 def test_fire2_vfr_rotated_becomes_upright_cfr(tmp_path):
     src = SHARED_MEDIA / "fire2.mp4"
     dest = tmp_path / "fire2.mkv"
@@ -220,6 +221,7 @@ def test_fire2_vfr_rotated_becomes_upright_cfr(tmp_path):
 # ------------------------------------------------------------------------------------------ real files
 
 
+@needs_shared
 def test_nasa_default_streams(tmp_path):
     src = SHARED_MEDIA / "nasa_13013.mp4"
     info = probe_media(src)
@@ -238,6 +240,7 @@ def test_nasa_default_streams(tmp_path):
     assert len(audio) == round(result.duration_s * rate) and np.abs(audio).max() > 0.05
 
 
+@needs_shared
 def test_mov_bbb_decodes_to_the_end(tmp_path):
     """Its Theora track has zero-size packets (repeated frames) from 8.36 s on; sending those to the decoder
     fails with EINVAL, which looks like a broken file. Skipped, the whole 10 s decode."""
@@ -278,17 +281,20 @@ def test_nothing_decodable_leaves_no_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.mkv"]
 
 
+@needs_shared
 @pytest.mark.parametrize("name", ["stream-of-water-audioless.webm", "no_duration.webm"])
 def test_silent_audio_is_flagged(tmp_path, name):
     result = transcode_probed(SHARED_MEDIA / name, tmp_path / "copy.mkv")
     assert result.error is None and result.flags == ["silent_audio"] and result.audio_rate == 24000
 
 
+@needs_shared
 def test_real_sound_is_not_flagged_silent(tmp_path):
     result = transcode_probed(SHARED_MEDIA / "stream-of-water.mp4", tmp_path / "copy.mkv")
     assert result.error is None and result.flags == []
 
 
+@needs_shared
 def test_bad_keyframes_transcodes_fully(tmp_path):
     dest = tmp_path / "bad.mkv"
     result = transcode_probed(SHARED_MEDIA / "bad-keyframes.mp4", dest)
