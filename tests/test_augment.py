@@ -10,7 +10,6 @@ import torchvision.transforms.v2.functional as TF
 from pydantic import ValidationError
 from torch.utils.data import default_collate
 
-from avcli.data import transforms as legacy
 from avcli.data.audio_transforms import (
     apply_spec_masks,
     augment_waveform,
@@ -187,16 +186,6 @@ def test_batched_device_path_equals_per_sample_path():
         assert torch.allclose(batch[b], apply_video_params(clip, per_sample[b], 16), atol=1e-4)
     raw = augment_video_batch(stack_frames(clips), default_collate(per_sample), 16, normalize=False)
     assert torch.allclose(normalize_video(raw.mul(255)), batch, atol=1e-4)  # same pixels before normalising
-
-
-def test_legacy_module_keeps_the_old_names():
-    clip = frames()
-    assert torch.equal(legacy.augment_video(clip, 16, STRONG, gen(2)), augment_video(clip, 16, STRONG, gen(2)))
-    assert torch.equal(legacy.eval_video(clip, 16), eval_video(clip, 16))
-    assert legacy.normalize_video is normalize_video
-
-
-# ----------------------------------------------------------------------------------------- audio
 
 
 def test_volume_gain_stays_in_range():

@@ -37,7 +37,7 @@ def _train_and_probe(tmp_path, world, overrides, clips):
 def test_short_xid_run_beats_random_init(tmp_path):
     world = tmp_path / "world"
     ingest_synthetic(SyntheticWorld(videos=120, titles=12, faulty_fraction=0.0, min_seconds=4, max_seconds=6), world)
-    trained, random = _train_and_probe(tmp_path, world, ["training.steps=300", "training.checkpoint_every=300"], 2)
+    trained, random = _train_and_probe(tmp_path, world, ["training.steps=400", "training.checkpoint_every=400"], 2)
     print("trained", trained, "random", random)
     assert trained["video"] >= random["video"] + 15
     assert trained["audio"] >= random["audio"] + 10

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from avcli.data.clip_dataset import ReaderCache
-from avcli.data.transforms import eval_video, normalize_video
+from avcli.data.video_transforms import eval_video, normalize_video
 from avcli.media.clip_reader import ClipReader
 from avcli.tasks.base import TaskVideo
 

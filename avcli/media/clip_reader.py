@@ -27,6 +27,22 @@ from avcli.errors import AvcliError
 from avcli.media.streams import default_audio_stream, default_video_stream, rotation_turns
 
 
+_NO_PREROLL_CODECS = {"flac", "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "alac"}
+_INT_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2147483648.0, "s32p": 2147483648.0}
+
+
+def _mono_float(frame: av.AudioFrame) -> np.ndarray | None:
+    """A mono frame's samples as float32 without a resampler (the training copies' FLAC is mono s16), or None."""
+    if frame.layout.nb_channels != 1:
+        return None
+    name = frame.format.name
+    if name in ("flt", "fltp"):
+        return frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+    if name in _INT_SCALE:
+        return frame.to_ndarray().reshape(-1).astype(np.float32) / _INT_SCALE[name]
+    return None
+
+
 class ClipReadError(AvcliError):
     """A clip could not be decoded at all (the file is broken at that position)."""
 
@@ -175,10 +191,11 @@ class ClipReader:
         """Mono float32 samples [start, stop) at the native rate (sample 0 = video time 0), zeros where absent."""
         out = np.zeros(stop - start, np.float32)
         tb = self.audio.time_base
-        downmix = av.AudioResampler(format="fltp", layout="mono", rate=native)
+        downmix = None  # made on the first frame that is not already mono
         # Seek a little before the window: the first frames a decoder produces after a seek lack the overlap
         # of the frames before them (MDCT codecs such as AAC), so they are decoded and dropped, never used.
-        preroll_s = 0.1
+        # Lossless codecs (the FLAC of training copies) have no such overlap.
+        preroll_s = 0.0 if self.audio.codec_context.name in _NO_PREROLL_CODECS else 0.1
         target = self.origin_s + start / native - preroll_s
         self.container.seek(max(0, int(target / tb)), stream=self.audio, backward=True)
         self.audio.codec_context.flush_buffers()  # forget the previous read: a read depends only on its window
@@ -189,8 +206,11 @@ class ClipReader:
                 first = int(round((float(frame.pts * tb) - self.origin_s) * native))
                 if first >= stop:
                     break
-                frame.pts = None  # the downmix must not re-time or pad the frame
-                samples = np.concatenate([f.to_ndarray()[0] for f in downmix.resample(frame)])
+                samples = _mono_float(frame)
+                if samples is None:
+                    frame.pts = None  # the downmix must not re-time or pad the frame
+                    downmix = downmix or av.AudioResampler(format="fltp", layout="mono", rate=native)
+                    samples = np.concatenate([f.to_ndarray()[0] for f in downmix.resample(frame)])
                 lo, hi = max(first, start), min(first + len(samples), stop)
                 if hi > lo:
                     out[lo - start : hi - start] = samples[lo - first : hi - first]
