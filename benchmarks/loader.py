@@ -35,6 +35,7 @@ from avcli.data.ingest import IngestOptions, ingest_paths
 from avcli.data.sample_spec import SampleSpec
 from avcli.data.samplers import HierarchicalSampler, UniformSampler
 from avcli.media.audio_features import LogMel
+from avcli.media.streams import default_audio_stream, default_video_stream
 from avcli.recipe.schema import Augment, Clip
 
 from generated_media import make_video
@@ -81,7 +82,7 @@ def time_avcli(dataset: ClipDataset, batches: list[list[SampleSpec]], logmel: Lo
         for spec in batch:
             sample = dataset[spec]
             logmel(sample["audio"])
-            clips += sample["video"].shape[0]
+            clips += len(sample["items"])
     return clips / (time.perf_counter() - start)
 
 
@@ -103,17 +104,22 @@ def reference_clip(path: str, video_start: float, audio_start: float) -> tuple[t
     """AVID-CMA style: open per clip, seek to the keyframe before, decode forward to PIL, resize/crop with PIL."""
     container = av.open(path)
     try:
-        stream = container.streams.video[0]
+        stream = default_video_stream(container)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         container.seek(int((origin + video_start) / stream.time_base), stream=stream, backward=True)
         wanted = [video_start + k / CLIP.fps for k in range(CLIP.frames)]
         images, times = [], []
-        for frame in container.decode(stream):
-            t = float(frame.pts * stream.time_base) - origin
-            images.append(frame.to_image())
-            times.append(t)
-            if t >= wanted[-1]:
-                break
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.pts * stream.time_base) - origin
+                images.append(frame.to_image())
+                times.append(t)
+                if t >= wanted[-1]:
+                    break
+        except av.error.FFmpegError:
+            pass  # as the reference code does: use what decoded
+        if not images:  # nothing at or after the seek point (a broken tail): a black clip, still counted
+            return torch.zeros(3, CLIP.frames, CLIP.size, CLIP.size), torch.zeros(int(CLIP.audio_seconds * CLIP.sample_rate))
         picks = [max(0, int(np.searchsorted(times, w + 1e-6, side="right")) - 1) for w in wanted]
         side = round(CLIP.size * 8 / 7)
         clip = []
@@ -124,18 +130,22 @@ def reference_clip(path: str, video_start: float, audio_start: float) -> tuple[t
             left, top = (image.size[0] - CLIP.size) // 2, (image.size[1] - CLIP.size) // 2
             clip.append(torch.from_numpy(np.array(image.crop((left, top, left + CLIP.size, top + CLIP.size)))))
         video = torch.stack(clip).permute(3, 0, 1, 2).float() / 255
-        audio_stream = container.streams.audio[0] if container.streams.audio else None
+        audio_stream = default_audio_stream(container)
         wave = torch.zeros(int(CLIP.audio_seconds * CLIP.sample_rate))
         if audio_stream is not None:
             rate = audio_stream.codec_context.sample_rate
             container.seek(int((origin + audio_start) / audio_stream.time_base), stream=audio_stream, backward=True)
             chunks, first = [], None
-            for frame in container.decode(audio_stream):
-                t = float(frame.pts * audio_stream.time_base) - origin
-                first = t if first is None else first
-                chunks.append(frame.to_ndarray().reshape(frame.to_ndarray().shape[0], -1).mean(0))
-                if t > audio_start + CLIP.audio_seconds:
-                    break
+            try:
+                for frame in container.decode(audio_stream):
+                    t = float(frame.pts * audio_stream.time_base) - origin
+                    first = t if first is None else first
+                    samples = frame.to_ndarray()
+                    chunks.append(samples.mean(0) if frame.format.is_planar else samples.reshape(-1, frame.layout.nb_channels).mean(1))
+                    if t > audio_start + CLIP.audio_seconds:
+                        break
+            except av.error.FFmpegError:
+                pass
             if chunks:
                 signal = torch.from_numpy(np.concatenate(chunks).astype(np.float32))
                 offset = max(0, int((audio_start - first) * rate))
@@ -213,18 +223,24 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=300, help="clips per avcli measurement")
     parser.add_argument("--rss-clips", type=int, default=10000, help="clips for the memory check")
     parser.add_argument("--skip-real", action="store_true", help="do not measure ../shared/data/media")
+    parser.add_argument("--workdir", type=Path, help="keep generated videos and catalogs here (reused if present)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one data-loader worker
     minutes, size = (1.0, (1280, 720)) if args.quick else (args.minutes, (1920, 1080))
     clips = 60 if args.quick else args.clips
     report: dict = {"benchmark": "loader", "clip": "8 frames @16 fps, 112 px + 2 s @24 kHz log-mel"}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.workdir or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         sources = []
         for k in range(args.videos):
-            path = Path(tmp) / f"long_{k}.mp4"
-            make_video(path, size[0], size[1], 25, minutes * 60, seed=k, gop_s=4.0, noise=6, crf=23)
+            path = Path(tmp) / f"long_{size[1]}p_{minutes:g}min_{k}.mp4"
+            if not path.exists():  # written aside and renamed: an interrupted run leaves no half video to reuse
+                part = path.with_name("part_" + path.name)
+                make_video(part, size[0], size[1], 25, minutes * 60, seed=k, gop_s=4.0, noise=6, crf=23)
+                part.replace(path)
             sources.append(path)
-        items = ingest(sources, Path(tmp) / "catalog_long")
+        items = ingest(sources, Path(tmp) / f"catalog_{size[1]}p_{minutes:g}min")
         report[f"generated_{size[1]}p_{minutes:g}min"] = measure(items, clips)
         report["memory"] = memory(items, 500 if args.quick else args.rss_clips)
         if not args.skip_real and SHARED_MEDIA.is_dir():
