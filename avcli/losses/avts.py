@@ -1,0 +1,97 @@
+"""AVTS: audio-visual temporal synchronisation losses (Korbar, Tran, Torresani 2018; METHODS.md §3).
+
+A batch holds B (video, audio) pairs; `positive[i]` (the paper's label y_i) is True when the pair is in sync
+(aligned windows of one video) and False for a negative (audio from another video, or a shifted window of the
+same video). Two heads exist in the paper:
+
+- the contrastive margin loss on L2-normalised embeddings (the main choice), with
+  `L = mean_i [ y_i·‖v_i−a_i‖² + (1−y_i)·max(0, η − ‖v_i−a_i‖)² ]`, margin η = 0.99;
+- a fused classifier (concatenate v and a, MLP, one logit) trained with binary cross-entropy (the alternative).
+
+`sync_accuracy` is the training-time health metric for the margin model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check_pairs(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, name: str) -> None:
+    if v.shape != a.shape or v.dim() != 2:
+        raise ValueError(f"{name} expects two B×D tensors of one shape, got {tuple(v.shape)} and {tuple(a.shape)}")
+    if positive.shape != (v.shape[0],):
+        raise ValueError(f"{name} expects `positive` of shape ({v.shape[0]},), got {tuple(positive.shape)}")
+
+
+def _pair_distance(v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(‖v_i−a_i‖², ‖v_i−a_i‖) per row; the root has a finite (zero) gradient where the two rows coincide."""
+    d2 = (v - a).pow(2).sum(1)
+    nonzero = d2 > 0
+    d = torch.where(nonzero, torch.where(nonzero, d2, torch.ones_like(d2)).sqrt(), torch.zeros_like(d2))
+    return d2, d
+
+
+def avts_margin_loss(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, margin: float = 0.99) -> torch.Tensor:
+    """AVTS contrastive margin loss; returns a scalar.
+
+    `v`, `a`: B×D embeddings, L2-normalised by the caller (the paper's f_v, f_a). `positive`: bool tensor of
+    shape B, the label y (True = in sync). `margin`: η. Per pair, with d = ‖v−a‖₂:
+    y·d² + (1−y)·max(0, η − d)², averaged over the B pairs. Negatives already farther than η contribute
+    neither value nor gradient.
+    """
+    _check_pairs(v, a, positive, "avts_margin_loss")
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    y = positive.to(dtype=v.dtype)
+    d2, d = _pair_distance(v, a)
+    per_pair = y * d2 + (1.0 - y) * torch.clamp(margin - d, min=0.0).pow(2)
+    return per_pair.mean()
+
+
+def sync_accuracy(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, margin: float = 0.99) -> float:
+    """Fraction of pairs classified correctly by the margin model (a health metric, no gradient).
+
+    Rule: a pair is predicted in sync exactly when its distance ‖v−a‖₂ is strictly below η/2 (half the margin,
+    midway between the positives' target distance 0 and the distance η beyond which negatives stop being
+    penalised); a pair at distance ≥ η/2 is predicted out of sync. The prediction is correct when it equals
+    `positive`.
+    """
+    _check_pairs(v, a, positive, "sync_accuracy")
+    if v.shape[0] == 0:
+        raise ValueError("sync_accuracy needs at least one pair")
+    with torch.no_grad():
+        _, d = _pair_distance(v.detach(), a.detach())
+        predicted = d < margin / 2
+        correct = (predicted == positive.to(torch.bool)).float().mean()
+    return float(correct)
+
+
+class FusedSyncClassifier(nn.Module):
+    """AVTS fused alternative: concat(v, a) (2·D) → Linear → ReLU → Linear → one sync logit per pair."""
+
+    def __init__(self, dim: int, hidden: int = 512) -> None:
+        super().__init__()
+        if dim <= 0 or hidden <= 0:
+            raise ValueError(f"dim and hidden must be positive, got {dim} and {hidden}")
+        self.net = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(inplace=False), nn.Linear(hidden, 1))
+
+    def forward(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Logits of shape B (positive = in sync) for B×D embeddings `v` and `a`."""
+        if v.shape != a.shape or v.dim() != 2:
+            raise ValueError(f"expects two B×D tensors of one shape, got {tuple(v.shape)} and {tuple(a.shape)}")
+        return self.net(torch.cat([v, a], dim=1)).squeeze(1)
+
+
+def fused_sync_loss(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits (mean over pairs) of the fused classifier against the sync label y.
+
+    `logits`: shape B (or B×1); `positive`: bool tensor of shape B.
+    """
+    if logits.dim() == 2 and logits.shape[1] == 1:
+        logits = logits.squeeze(1)
+    if logits.dim() != 1 or positive.shape != logits.shape:
+        raise ValueError(f"fused_sync_loss expects logits and labels of shape (B,), got "
+                         f"{tuple(logits.shape)} and {tuple(positive.shape)}")
+    return F.binary_cross_entropy_with_logits(logits, positive.to(dtype=logits.dtype))
