@@ -4,7 +4,6 @@ training loop running every sampler layout it supports."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -104,10 +103,13 @@ def test_pretrain_with_hierarchical_batches_and_device_augmentation(small_world,
     assert summary["steps"] == 6 and torch.isfinite(torch.tensor(summary["final_loss"]))
 
 
-def test_broken_file_during_training_is_skipped_and_reported(small_world, tmp_path, write_recipe):
-    world = tmp_path / "world"
-    shutil.copytree(small_world, world)
+def test_broken_file_during_training_is_skipped_and_reported(tmp_path, write_recipe):
     from avcli.data.catalog import Catalog
+    from avcli.data.ingest import ingest_synthetic
+    from avcli.recipe.schema import SyntheticWorld
+
+    world = tmp_path / "world"  # its own world: the file broken below must not be the shared fixture's
+    ingest_synthetic(SyntheticWorld(videos=12, titles=3, seed=5, min_seconds=3.0, max_seconds=4.0), world)
 
     with Catalog(world) as catalog:
         victim = catalog.items()[0]
@@ -125,3 +127,14 @@ def test_xid_with_a_sync_sampler_is_a_recipe_error(small_world, tmp_path, write_
     path = write_recipe(tiny_recipe_dict(small_world, tmp_path / "run"))
     with pytest.raises(RecipeError, match="data.sampler.kind"):
         load_recipe(path, ["data.sampler.kind=sync_pairs"])
+
+
+def test_avts_trains_on_sync_pairs_and_reports_sync_accuracy(small_world, tmp_path, write_recipe):
+    recipe = tiny_recipe_dict(small_world, tmp_path / "run", steps=6)
+    recipe["method"] = {"kind": "avts", "margin": 0.99}
+    recipe["data"]["sampler"] = {"kind": "sync_pairs", "switch_epoch": 0, "hard_fraction": 0.5, "min_gap_s": 0.2}
+    summary = pretrain(load_recipe(write_recipe(recipe)))
+    assert summary["steps"] == 6 and torch.isfinite(torch.tensor(summary["final_loss"]))
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert all(0.0 <= r["sync_accuracy"] <= 1.0 for r in records)
+    assert any("sync_accuracy_hard" in r for r in records)  # hard negatives from epoch 0

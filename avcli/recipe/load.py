@@ -105,7 +105,7 @@ def _semantic_problems(recipe: Recipe) -> list[tuple[str, str]]:
 
 
 # which samplers produce the samples each method's objective expects
-METHOD_SAMPLERS = {"xid": ("uniform", "hierarchical")}
+METHOD_SAMPLERS = {"xid": ("uniform", "hierarchical"), "avts": ("sync_pairs",)}
 
 
 def _resolve_paths(recipe: Recipe) -> Recipe:

@@ -227,7 +227,17 @@ class XID(Strict):
     temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the InfoNCE logits")
 
 
-Method = XID  # becomes a `kind:` discriminated union as the other seed methods land
+class AVTS(Strict):
+    """Audio-visual temporal synchronisation (Korbar et al. 2018, METHODS.md §3): are this video clip and this
+    audio window in sync? Contrastive margin loss on L2-normalised embeddings; needs `data.sampler.kind:
+    sync_pairs`, whose `switch_epoch` and `hard_fraction` are the curriculum."""
+
+    kind: Literal["avts"] = "avts"
+    loss: Literal["margin"] = Field("margin", description="contrastive margin loss (the fused classifier is not built yet)")
+    margin: float = Field(0.99, gt=0, description="η: negatives are pushed at least this far apart")
+
+
+Method = Annotated[Union[XID, AVTS], Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------------------------- optimisation

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from avcli.data.catalog import Catalog
 from avcli.data.audio_transforms import apply_spec_masks
-from avcli.data.clip_dataset import ClipDataset, centred_spec, collate_samples
+from avcli.data.clip_dataset import ClipDataset, DataError, centred_spec, collate_samples
 from avcli.data.samplers import build_sampler
 from avcli.data.video_transforms import augment_video_batch, normalize_video
 from avcli.errors import AvcliError, Interrupted, UsageError
@@ -128,7 +128,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
                 video, spectrogram = _model_inputs(batch, frontend, recipe.data, device)
                 window["skipped"] += int(batch["skipped"].sum())
                 with autocast(device, cfg.precision):
-                    loss, stats = objective(model, video, spectrogram)
+                    loss, stats = objective(model, video, spectrogram, batch["labels"])
                 if not torch.isfinite(loss):
                     raise AvcliError(
                         f"the loss became {loss.item()} at step {step + 1}; lower optimizer.lr or check the data"
@@ -218,9 +218,18 @@ def fit_audio_frontend(frontend, dataset: ClipDataset, clips: int, device: torch
     """Per-frequency statistics from `clips` clips spread over the catalog (fixed choice, independent of seed)."""
     spread = torch.linspace(0, len(dataset.items) - 1, clips).round().long().tolist()
     specs = [centred_spec(dataset.items, index, dataset.clip, seed=7919 + j) for j, index in enumerate(spread)]
-    waves = torch.stack([dataset[spec]["audio"][0] for spec in specs]).to(device)
-    frontend.fit(waves)
-    dataset.readers.close()  # workers fork after this: they must not inherit open decoders
+    # a dataset of its own: centred clips are no sampler's kind, so a broken one is skipped, not replaced
+    fitting = ClipDataset(dataset.items, dataset.clip, dataset.augment, train=dataset.train, max_consecutive_failures=1)
+    waves = []
+    for spec in specs:
+        try:
+            waves.append(fitting[spec]["audio"][0])
+        except DataError:
+            continue
+    fitting.readers.close()  # workers fork after this: they must not inherit open decoders
+    if not waves:
+        raise DataError(f"none of {len(specs)} clips spread over the catalog decodes; check it with `avcli ingest stats`")
+    frontend.fit(torch.stack(waves).to(device))
 
 
 def _resume_point(run_dir: Path, resume: str | None) -> Path | None:
