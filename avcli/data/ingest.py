@@ -82,6 +82,17 @@ def _with_annotation(row: dict, annotation: dict) -> dict:
     return {**row, **annotation, "extra": extra}
 
 
+def commit_rows(catalog: Catalog, rows: list[dict], summary: IngestSummary, on_row=None) -> None:
+    """Write `rows` in one transaction, then count and report them (only committed rows are reported); clears
+    the list."""
+    catalog.upsert(rows)
+    for row in rows:
+        summary.count(row)
+        if on_row:
+            on_row(row)
+    rows.clear()
+
+
 def ingest_paths(
     catalog: Catalog,
     paths: Iterable[Path],
@@ -104,12 +115,7 @@ def ingest_paths(
 
     def commit() -> None:
         nonlocal last_commit
-        catalog.upsert(pending)
-        for row in pending:
-            summary.count(row)
-            if on_row:
-                on_row(row)
-        pending.clear()
+        commit_rows(catalog, pending, summary, on_row)
         last_commit = time.monotonic()
 
     try:

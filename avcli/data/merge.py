@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from avcli.data.catalog import Catalog
+from avcli.data.ingest import commit_rows
 from avcli.data.ingest_summary import IngestSummary
 from avcli.errors import UsageError
 
@@ -62,15 +63,6 @@ def merge_catalogs(sources: list[Path], out: Path, on_row: Callable[[dict], None
                 _place(root / media["path"], merged.root / media["path"])
             batch.append(row)
             if len(batch) >= 64:
-                _commit(merged, batch, summary, on_row)
-        _commit(merged, batch, summary, on_row)
+                commit_rows(merged, batch, summary, on_row)
+        commit_rows(merged, batch, summary, on_row)
     return summary
-
-
-def _commit(catalog: Catalog, batch: list[dict], summary: IngestSummary, on_row) -> None:
-    catalog.upsert(batch)
-    for row in batch:
-        summary.count(row)
-        if on_row:
-            on_row(row)
-    batch.clear()

@@ -264,3 +264,21 @@ class SpecBatchSampler(Sampler):
         left = pool[~np.isin(pool, list(avoid))]
         pool = left if len(left) else pool
         return int(pool[rng.integers(len(pool))])
+
+
+class PerItemSampler(SpecBatchSampler):
+    """Samplers whose samples each come from one item visited in the epoch's shuffled order (uniform, temporal):
+    a batch is the next `batch_size` items of the order, each turned into a sample by `_sample`; a replacement is
+    a fresh sample of another item."""
+
+    def _sample(self, item: int, rng: np.random.Generator) -> SampleSpec:
+        raise NotImplementedError
+
+    def _make_batch(self, epoch: int, index: int, rng: np.random.Generator) -> list[SampleSpec]:
+        order = self._item_order(epoch, self.clips_per_item)
+        chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
+        return [self._sample(int(item), rng) for item in chosen]
+
+    def _replace(self, spec: SampleSpec, rng: np.random.Generator) -> SampleSpec:
+        return self._sample(self._other_item(rng, avoid=[spec.windows[0].item]), rng)
+

@@ -18,11 +18,11 @@ import numpy as np
 
 from avcli.data.catalog import CatalogItem
 from avcli.data.sample_spec import SampleSpec, Window
-from avcli.data.samplers.base import (EPS, SpecBatchSampler, disjoint_starts, draw_seed, fits, random_window,
+from avcli.data.samplers.base import (EPS, PerItemSampler, disjoint_starts, draw_seed, fits, random_window,
                                       window_in_extent)
 
 
-class TemporalSampler(SpecBatchSampler):
+class TemporalSampler(PerItemSampler):
     """Options: `speeds` (1, 2, 4, 8) — the speed is drawn uniformly among those whose video span
     frames·speed/fps and audio span audio_seconds·speed both fit in the item (the slowest when none does);
     `reverse_prob` 0.5; `ordering` / `av_ordering` (True) to emit windows 1 / 2; `min_gap_s` (0) between the
@@ -91,11 +91,3 @@ class TemporalSampler(SpecBatchSampler):
 
         labels = {"speed_class": speed_class, "reverse": int(reverse), "order": order, "av_order": av_order}
         return SampleSpec((main, second, cross), draw_seed(rng), labels, self.kind)
-
-    def _make_batch(self, epoch: int, index: int, rng: np.random.Generator) -> list[SampleSpec]:
-        order = self._item_order(epoch, self.clips_per_item)
-        chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
-        return [self._sample(int(item), rng) for item in chosen]
-
-    def _replace(self, spec: SampleSpec, rng: np.random.Generator) -> SampleSpec:
-        return self._sample(self._other_item(rng, avoid=[spec.windows[0].item]), rng)

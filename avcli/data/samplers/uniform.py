@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import Sampler
 
 from avcli.data.catalog import CatalogItem
 from avcli.data.sample_spec import SampleSpec, Window
-from avcli.data.samplers.base import SpecBatchSampler, draw_seed, random_window
+from avcli.data.samplers.base import PerItemSampler, draw_seed, random_window
 
 
-class UniformSampler(SpecBatchSampler):
+class UniformSampler(PerItemSampler):
     """xID / AVID sampling. Epoch = len(items)·clips_per_item samples; kind "uniform"; one video+audio window at
     speed 1, offset by up to ±clip.max_offsync_s."""
 
@@ -32,11 +30,3 @@ class UniformSampler(SpecBatchSampler):
     def _sample(self, item: int, rng: np.random.Generator) -> SampleSpec:
         audio_start, video_start = random_window(self.durations[item], self.clip, rng)
         return SampleSpec((Window(item, video_start, audio_start),), draw_seed(rng), {}, self.kind)
-
-    def _make_batch(self, epoch: int, index: int, rng: np.random.Generator) -> list[SampleSpec]:
-        order = self._item_order(epoch, self.clips_per_item)
-        chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
-        return [self._sample(int(item), rng) for item in chosen]
-
-    def _replace(self, spec: SampleSpec, rng: np.random.Generator) -> SampleSpec:
-        return self._sample(self._other_item(rng, avoid=[spec.windows[0].item]), rng)
