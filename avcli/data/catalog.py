@@ -174,10 +174,6 @@ class Catalog:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def known(self) -> dict[str, tuple[int, float, str]]:
-        """path → (size, mtime, content_hash) of every row, to skip unchanged files on re-runs."""
-        return {p: (s, m, h) for p, s, m, h in self.db.execute("SELECT path, size_bytes, mtime, content_hash FROM items")}
-
     def items(self, status: str | None = "ok") -> list[CatalogItem]:
         names = [n for n in CatalogItem.__dataclass_fields__ if n != "media_path"] + ["media"]
         query = f"SELECT {', '.join(names)} FROM items"
@@ -212,16 +208,6 @@ class Catalog:
                     row[key] = json.loads(row[key])
             out.append(row)
         return out
-
-    def counts(self) -> dict:
-        by_status = dict(self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
-        reasons = dict(
-            self.db.execute(
-                "SELECT reject_reason, COUNT(*) FROM items WHERE status='rejected' GROUP BY reject_reason"
-            ).fetchall()
-        )
-        hours = self.db.execute("SELECT COALESCE(SUM(duration_s), 0) FROM items WHERE status='ok'").fetchone()[0] / 3600
-        return {"by_status": by_status, "reject_reasons": reasons, "hours_ok": round(hours, 4)}
 
     def close(self) -> None:
         self.db.close()

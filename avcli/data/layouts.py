@@ -195,10 +195,15 @@ class UCF101Layout(Layout):
             unknown = next((c for c in candidates if c), None)
             if unknown:
                 extra["unknown_label"] = unknown
-        splits = self.splits.get(stem)
-        if splits:
-            extra["splits"] = dict(sorted(splits.items()))
-        return {"label": label, "split": splits.get("1") if splits else None, "extra": extra}
+        return _with_official_splits(label, self.splits.get(stem), extra)
+
+
+def _with_official_splits(label: str | None, splits: dict | None, extra: dict) -> dict:
+    """The annotation of a dataset with three official splits: all of them in `extra["splits"]`, split 1 in the
+    `split` column."""
+    if splits:
+        extra["splits"] = dict(sorted(splits.items()))
+    return {"label": label, "split": splits.get("1") if splits else None, "extra": extra}
 
 
 class HMDB51Layout(Layout):
@@ -241,10 +246,7 @@ class HMDB51Layout(Layout):
             label = self.class_names.get(folder.lower()) if folder else None
             if folder and label is None:
                 extra["unknown_label"] = folder
-        splits = self.splits.get(stem)
-        if splits:
-            extra["splits"] = dict(sorted(splits.items()))
-        return {"label": label, "split": splits.get("1") if splits else None, "extra": extra}
+        return _with_official_splits(label, self.splits.get(stem), extra)
 
 
 class VGGSoundLayout(Layout):
