@@ -220,24 +220,115 @@ class Model(Strict):
 # --------------------------------------------------------------------------------------------- method
 
 
+class MemoryBankNegatives(Strict):
+    """AVID's memory-bank variant (METHODS.md §1): one bank per modality with a row per catalog item (sized from
+    the catalog when training starts), K negatives drawn uniformly excluding self, momentum update after scoring."""
+
+    negatives: int = Field(1024, ge=1, description="K: bank negatives per query (capped at the number of items − 1)")
+    momentum: float = Field(0.5, ge=0, le=1, description="m: bank[i] ← normalize(m·bank[i] + (1−m)·f_i)")
+    loss: Literal["nce", "softmax"] = Field(
+        "nce", description="nce: NCE with a constant partition estimate Z (first batch, then frozen); softmax: InfoNCE"
+    )
+
+
 class XID(Strict):
-    """Cross-modal instance discrimination (METHODS.md §1), in-batch symmetric InfoNCE."""
+    """Cross-modal instance discrimination (METHODS.md §1): symmetric InfoNCE with in-batch negatives, or
+    AVID's memory-bank NCE when `memory_bank` is set."""
 
     kind: Literal["xid"] = "xid"
-    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the InfoNCE logits")
+    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the logits")
+    memory_bank: Optional[MemoryBankNegatives] = Field(None, description="None: in-batch negatives")
+
+
+class FaultyPositiveWeights(Strict):
+    """Robust-xID faulty positives (METHODS.md §2): w_i = w_min + (1 − w_min)·Φ((s_i − (μ + δσ)) / (σ√κ))."""
+
+    delta: float = Field(0.0, description="δ: threshold shift in units of σ")
+    kappa: float = Field(0.5, gt=0, description="κ: sharpness of the soft threshold")
+    w_min: float = Field(0.25, ge=0, le=1, description="w_min: weight of the least trusted pairs")
+    statistics: Literal["bank", "ema"] = Field(
+        "bank",
+        description="μ, σ of the agreement s: over the whole memory bank, recomputed each epoch, or an EMA of "
+        "batch statistics",
+    )
+    ema_momentum: float = Field(0.99, ge=0, lt=1, description="EMA momentum when statistics is ema")
+    start_epoch: int = Field(
+        1, ge=0, description="epochs of plain xID before weighting (the bank holds only random rows before epoch 1)"
+    )
+
+
+class SoftTargets(Strict):
+    """Robust-xID faulty negatives (METHODS.md §2): y_ij = (1−λ)·1[i=j] + λ·S_ij."""
+
+    estimator: Literal["bootstrap", "swapped", "cycle"] = Field("cycle", description="how S is estimated")
+    lam: float = Field(0.5, ge=0, le=1, description="λ: weight of the estimated targets")
+    tau_s: float = Field(0.02, gt=0, description="τ_s: temperature of the similarity term of S")
+    tau_t: float = Field(0.07, gt=0, description="τ_t: temperature of the agreement terms (cycle)")
+    start_epoch: int = Field(1, ge=0, description="epochs of one-hot targets first (bank features are random before)")
+
+
+class RobustXID(Strict):
+    """Robust cross-modal instance discrimination (Morgado et al. 2021, METHODS.md §2): in-batch xID whose pairs
+    are weighted by their agreement (faulty positives) and whose targets are softened (faulty negatives). A
+    memory bank of momentum-averaged embeddings (one row per catalog item) supplies the agreement s_i = v̄_i·ā_i,
+    its statistics and the bank features v̄, ā of the soft-target estimators."""
+
+    kind: Literal["robust_xid"] = "robust_xid"
+    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the logits")
+    bank_momentum: float = Field(0.5, ge=0, le=1, description="m of the feature bank update")
+    weights: Optional[FaultyPositiveWeights] = Field(FaultyPositiveWeights(), description="None: every pair weight 1")
+    soft_targets: Optional[SoftTargets] = Field(SoftTargets(), description="None: one-hot targets")
 
 
 class AVTS(Strict):
     """Audio-visual temporal synchronisation (Korbar et al. 2018, METHODS.md §3): are this video clip and this
-    audio window in sync? Contrastive margin loss on L2-normalised embeddings; needs `data.sampler.kind:
-    sync_pairs`, whose `switch_epoch` and `hard_fraction` are the curriculum."""
+    audio window in sync? Needs `data.sampler.kind: sync_pairs`, whose `switch_epoch` and `hard_fraction` are the
+    curriculum."""
 
     kind: Literal["avts"] = "avts"
-    loss: Literal["margin"] = Field("margin", description="contrastive margin loss (the fused classifier is not built yet)")
-    margin: float = Field(0.99, gt=0, description="η: negatives are pushed at least this far apart")
+    loss: Literal["margin", "fused"] = Field(
+        "margin",
+        description="margin: contrastive margin loss on L2-normalised embeddings; fused: an MLP on the "
+        "concatenated embeddings with binary cross-entropy",
+    )
+    margin: float = Field(0.99, gt=0, description="η: negatives are pushed at least this far apart (margin loss)")
+    fused_hidden: int = Field(512, ge=1, description="hidden width of the fused classifier")
+    held_out_pairs: int = Field(
+        256, ge=0, description="fixed pairs (half positives, negatives half easy, half hard) for sync accuracy"
+    )
+    held_out_every: int = Field(100, ge=1, description="steps between held-out sync accuracy measurements")
 
 
-Method = Annotated[Union[XID, AVTS], Field(discriminator="kind")]
+class Temporal(Strict):
+    """Temporal self-supervision + contrastive learning (Jenni et al. 2023, METHODS.md §4); needs
+    `data.sampler.kind: temporal`. Every term has a weight; 0 switches it off."""
+
+    kind: Literal["temporal"] = "temporal"
+    speed: float = Field(1.0, ge=0, description="playback-speed classification (video and audio)")
+    direction: float = Field(1.0, ge=0, description="forward / reversed classification (video and audio)")
+    order: float = Field(1.0, ge=0, description="intra-modal ordering of two clips (video and audio)")
+    av_order: float = Field(1.0, ge=0, description="inter-modal ordering of a video and an audio clip")
+    video_video: float = Field(1.0, ge=0, description="InfoNCE between two clips of one video")
+    video_audio: float = Field(1.0, ge=0, description="InfoNCE between a clip and its audio")
+    temperature: float = Field(0.1, gt=0, description="τ of the contrastive terms")
+    extra_positives: int = Field(1, ge=0, description="nearest neighbours of the positive in the feature queue")
+    extra_negatives: bool = Field(
+        True, description="the anchor clip reversed and the clip at the wrong speed as extra negatives"
+    )
+    queue_size: Optional[int] = Field(None, ge=1, description="feature-queue length; default the number of items")
+    head_hidden: int = Field(512, ge=1, description="hidden width of the ordering MLPs")
+
+
+class Movies(Strict):
+    """Cross-modal contrastive learning from movies and TV shows (Kalayeh et al. 2021, METHODS.md §5): symmetric
+    InfoNCE over hierarchical batches (`data.sampler.kind: hierarchical`), whose C − 1 other clips of a title are
+    the hard negatives; `data.sampler.level: show` for TV."""
+
+    kind: Literal["movies"] = "movies"
+    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the logits")
+
+
+Method = Annotated[Union[XID, RobustXID, AVTS, Temporal, Movies], Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------------------------- optimisation

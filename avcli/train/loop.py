@@ -35,7 +35,7 @@ from avcli.train.checkpoint import (
     set_rng_state,
 )
 from avcli.train.metrics import MetricsWriter
-from avcli.train.objectives import build_objective
+from avcli.train.objectives import TrainBatch, build_objective
 from avcli.train.optim import build_optimizer, build_scheduler
 from avcli.train.runtime import autocast, resolve_device, seed_everything
 
@@ -56,7 +56,10 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
     items = training_items(recipe)
     model = build_model(recipe.model).to(device)
     frontend = build_audio_frontend(recipe.data.audio, recipe.data.clip.sample_rate).to(device)
-    objective = build_objective(recipe.method)
+    try:
+        objective = build_objective(recipe, model, items).to(device)
+    except ValueError as exc:
+        raise UsageError(f"method: {exc}") from None
 
     try:
         sampler = build_sampler(recipe.data, items, cfg.batch_size, cfg.seed)
@@ -73,13 +76,15 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
             f"{recipe.data.clips_per_item} clips); lower it or raise data.clips_per_item"
         )
     total_steps = cfg.steps or cfg.epochs * steps_per_epoch
-    optimizer = build_optimizer(model.parameters(), recipe.optimizer)
+    # the objective's own heads (temporal classifiers, AVTS fused classifier) train with the encoders
+    optimizer = build_optimizer([*model.parameters(), *objective.parameters()], recipe.optimizer)
     scheduler = build_scheduler(optimizer, total_steps, recipe.schedule)
 
     step, epoch, batch_in_epoch, samples_seen = 0, 0, 0, 0
     if resume_from is not None:
         load_encoders(resume_from / "encoders.safetensors", model, frontend)
         state = load_train_state(resume_from)
+        objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
@@ -106,6 +111,7 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
             "batch_in_epoch": batch_in_epoch,
             "samples_seen": samples_seen,
             "optimizer": optimizer.state_dict(),
+            "objective": objective.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": rng_state(),
         }
@@ -115,20 +121,23 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
         "training %s on %d items, %d steps (%d per epoch), batch %d, device %s",
         recipe.method.kind, len(items), total_steps, steps_per_epoch, cfg.batch_size, device,
     )
+    held_out = held_out_batch(objective, sampler, dataset, frontend, recipe, device)
     model.train()
+    objective.train()
     last_saved, last_loss = resume_from if resume_from is not None and step >= total_steps else None, None
     window = {"t0": time.perf_counter(), "data": 0.0, "samples": 0, "skipped": 0}
     with _stop_requests() as stop, progress(transient=False) as bar:
         task = bar.add_task("pretrain", total=total_steps, completed=step)
         while step < total_steps:
             sampler.set_epoch(epoch, start_batch=batch_in_epoch)
+            objective.on_epoch_start(epoch)
             t_fetch = time.perf_counter()
             for batch in loader:
                 window["data"] += time.perf_counter() - t_fetch
-                video, spectrogram = _model_inputs(batch, frontend, recipe.data, device)
+                inputs = train_batch(batch, frontend, recipe.data, device)
                 window["skipped"] += int(batch["skipped"].sum())
                 with autocast(device, cfg.precision):
-                    loss, stats = objective(model, video, spectrogram, batch["labels"])
+                    loss, stats = objective(model, inputs)
                 if not torch.isfinite(loss):
                     raise AvcliError(
                         f"the loss became {loss.item()} at step {step + 1}; lower optimizer.lr or check the data"
@@ -144,6 +153,10 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
                 bar.update(task, completed=step, info=f"loss {last_loss:.4f}")
 
                 if step % cfg.log_every == 0 or step == total_steps:
+                    if held_out is not None and (step % recipe.method.held_out_every == 0 or step == total_steps):
+                        stats.update(_evaluate_held_out(objective, model, held_out))
+                    if step == total_steps:
+                        stats.update(objective.end_of_training_stats())
                     elapsed = time.perf_counter() - window["t0"]
                     record = {
                         "step": step,
@@ -182,20 +195,58 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
     return {"run_dir": str(run_dir), "checkpoint": str(last_saved), "steps": step, "final_loss": last_loss}
 
 
-def _model_inputs(batch: dict, frontend, data_cfg, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first video and audio slot of every sample (what xID trains on), augmented and on the device."""
+def train_batch(batch: dict, frontend, data_cfg, device: torch.device) -> TrainBatch:
+    """Every video and audio slot of a collated batch, augmented (video on the device when
+    `data.augment.on_device`), normalised, turned into spectrograms and on the device."""
     if "video_raw" in batch:  # data.augment.on_device: pixels augmented here, after collation
         raw = batch["video_raw"].to(device, non_blocking=True)
         params = {k: v.to(device) for k, v in batch["video_params"].items()}
         video = augment_video_batch(raw, params, data_cfg.clip.size)
-        video = video.view(-1, batch["video_windows"], *video.shape[1:])[:, 0]
+        video = video.view(-1, batch["video_windows"], *video.shape[1:])
     else:
-        video = normalize_video(batch["video"][:, 0].to(device, non_blocking=True))
-    spectrogram = frontend(batch["audio"][:, 0].to(device, non_blocking=True))
-    if "spec_masks" in batch:
+        video = normalize_video(batch["video"].to(device, non_blocking=True).flatten(0, 1))
+        video = video.view(*batch["video"].shape[:2], *video.shape[1:])
+    waves = batch["audio"].to(device, non_blocking=True)
+    spectrogram = frontend(waves.flatten(0, 1))
+    spectrogram = spectrogram.view(*waves.shape[:2], *spectrogram.shape[1:])
+    if "spec_masks" in batch:  # one set of masks per sample, applied to all its audio slots
         masks = {k: v.to(device) for k, v in batch["spec_masks"].items()}
         spectrogram = apply_spec_masks(spectrogram, masks)
-    return video, spectrogram
+    labels = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch["labels"].items()}
+    return TrainBatch(
+        video=video, audio=spectrogram, video_mask=batch["video_mask"].to(device),
+        audio_mask=batch["audio_mask"].to(device), items=batch["items"].to(device), labels=labels,
+    )
+
+
+def held_out_batch(objective, sampler, dataset: ClipDataset, frontend, recipe: Recipe, device) -> TrainBatch | None:
+    """The fixed held-out pairs an objective measures itself on (AVTS sync accuracy), decoded once without
+    augmentation; None when the method has none."""
+    count = getattr(recipe.method, "held_out_pairs", 0)
+    if not count or not hasattr(objective, "held_out_stats"):
+        return None
+    specs = sampler.held_out_specs(count)
+    evaluation = ClipDataset(dataset.items, dataset.clip, dataset.augment, train=False, max_consecutive_failures=1)
+    samples = []
+    for spec in specs:
+        try:
+            samples.append(evaluation[spec])
+        except DataError:
+            continue  # a pair that does not decode is left out of the held-out set
+    evaluation.readers.close()  # workers fork after this: they must not inherit open decoders
+    if not samples:
+        return None
+    with torch.no_grad():
+        return train_batch(collate_samples(samples), frontend, recipe.data, device)
+
+
+@torch.no_grad()
+def _evaluate_held_out(objective, model, held_out: TrainBatch) -> dict:
+    model.eval()
+    try:
+        return objective.held_out_stats(model, held_out)
+    finally:
+        model.train()
 
 
 def training_items(recipe: Recipe):

@@ -1,0 +1,117 @@
+"""Temporal self-supervision + contrastive learning (Jenni et al. 2023, METHODS.md §4).
+
+The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py), as video and audio slots:
+  0 main: one speed from `speeds`, maybe reversed → speed and direction classification (both modalities);
+  1 second: speed 1, forward, not overlapping main → intra-modal order (main, second), and the anchor of the
+    contrastive terms: video–audio (its own audio) and video–video (with slot 2);
+  2 cross: a video clip and an audio window at different times → inter-modal order; its video clip is also the
+    second clip of the video–video pair.
+Extra negatives: slot 1's video played backwards (always) and slot 0's video when it is transformed (another
+speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of past video embeddings.
+A slot the sampler could not place (item too short) is masked out of the terms that need it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_with_extras, direction_loss,
+                          order_loss, speed_loss)
+from avcli.train.objectives.base import Objective, TrainBatch
+
+MAIN, SECOND, CROSS = 0, 1, 2
+
+
+class TemporalObjective(Objective):
+    def __init__(self, cfg, speeds: tuple[int, ...], video_dim: int, audio_dim: int, embed_dim: int, num_items: int):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("natural_speed", torch.tensor(list(speeds)) == 1, persistent=False)
+        self.video_heads = TemporalHeads(video_dim, len(speeds), cfg.head_hidden)
+        self.audio_heads = TemporalHeads(audio_dim, len(speeds), cfg.head_hidden)
+        self.av_order = nn.Sequential(
+            nn.Linear(video_dim + audio_dim, cfg.head_hidden), nn.ReLU(inplace=True), nn.Linear(cfg.head_hidden, 1)
+        )
+        self.queue = FeatureQueue(cfg.queue_size or num_items, embed_dim) if cfg.extra_positives else None
+
+    def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
+        cfg, labels = self.cfg, batch.labels
+        B, Wv = batch.video.shape[:2]
+        fv = model.video(batch.video.flatten(0, 1)).float().view(B, Wv, -1)
+        fa = model.audio(batch.audio.flatten(0, 1)).float().view(B, batch.audio.shape[1], -1)
+        vm, am = batch.video_mask, batch.audio_mask
+        terms, stats = {}, {}
+
+        speed_class, reverse = labels["speed_class"].long(), labels["reverse"].long()
+        if cfg.speed:
+            logits_v, logits_a = self.video_heads.speed(fv[:, MAIN]), self.audio_heads.speed(fa[:, MAIN])
+            terms["speed"] = cfg.speed * (speed_loss(logits_v, speed_class) + speed_loss(logits_a, speed_class))
+            stats["speed_accuracy"] = float((logits_v.argmax(1) == speed_class).float().mean())
+            stats["speed_accuracy_audio"] = float((logits_a.argmax(1) == speed_class).float().mean())
+        if cfg.direction:
+            logit_v = self.video_heads.direction(fv[:, MAIN]).squeeze(1)
+            logit_a = self.audio_heads.direction(fa[:, MAIN]).squeeze(1)
+            terms["direction"] = cfg.direction * (direction_loss(logit_v, reverse) + direction_loss(logit_a, reverse))
+            stats["direction_accuracy"] = binary_accuracy(logit_v, reverse)
+            stats["direction_accuracy_audio"] = binary_accuracy(logit_a, reverse)
+        order = torch.where(vm[:, SECOND], labels["order"].long(), -1)
+        if cfg.order:
+            logit_v = self.video_heads.order_logit(fv[:, MAIN], fv[:, SECOND])
+            logit_a = self.audio_heads.order_logit(fa[:, MAIN], fa[:, SECOND])
+            terms["order"] = cfg.order * (order_loss(logit_v, order) + order_loss(logit_a, order))
+            stats["order_accuracy"] = binary_accuracy(logit_v, order)
+        if cfg.av_order:
+            av_order = torch.where(vm[:, CROSS] & am[:, CROSS], labels["av_order"].long(), -1)
+            logit = self.av_order(torch.cat([fv[:, CROSS], fa[:, CROSS]], dim=1)).squeeze(1)
+            terms["av_order"] = cfg.av_order * order_loss(logit, av_order)
+            stats["av_order_accuracy"] = binary_accuracy(logit, av_order)
+        if cfg.video_video or cfg.video_audio:
+            contrastive, extra_stats = self._contrastive(model, batch, fv, fa, speed_class, reverse)
+            terms.update(contrastive)
+            stats.update(extra_stats)
+
+        loss = sum(terms.values()) if terms else fv.sum() * 0.0
+        stats.update({f"loss_{name}": float(value.detach()) for name, value in terms.items()})
+        return loss, stats
+
+    def _contrastive(self, model, batch, fv, fa, speed_class, reverse) -> tuple[dict, dict]:
+        cfg = self.cfg
+        B = fv.shape[0]
+        ev = model.video_head(fv.flatten(0, 1)).view(B, fv.shape[1], -1)  # B×W×D, L2-normalised
+        ea = model.audio_head(fa.flatten(0, 1)).view(B, fa.shape[1], -1)
+        rows = batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND]
+        terms, stats = {}, {}
+        if int(rows.sum()) < 2:
+            return terms, stats
+        extra_neg, neg_mask = None, None
+        if cfg.extra_negatives:  # the anchor clip played backwards; the main clip when it runs at another speed
+            backwards = model.embed_video(batch.video[rows, SECOND].flip(2)).float()
+            transformed = ~self.natural_speed[speed_class[rows]] | reverse[rows].bool()
+            extra_neg = torch.stack([backwards, ev[rows, MAIN]], dim=1)
+            neg_mask = torch.stack([torch.ones_like(transformed), transformed & batch.video_mask[rows, MAIN]], dim=1)
+
+        def extras_for(positive: torch.Tensor):
+            return self.queue.nearest(positive, cfg.extra_positives) if self.queue is not None else None
+
+        anchor_v, anchor_a = ev[rows, SECOND], ea[rows, SECOND]
+        if cfg.video_audio:
+            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra_neg, extras_for(anchor_v),
+                                             neg_mask)
+            v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
+            terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
+            with torch.no_grad():
+                stats["xmodal_top1"] = float(((anchor_v @ anchor_a.t()).argmax(1) ==
+                                              torch.arange(len(anchor_v), device=anchor_v.device)).float().mean())
+        pairs = rows & batch.video_mask[:, CROSS]
+        if cfg.video_video and int(pairs.sum()) >= 2:
+            keep = pairs[rows]  # rows of the anchor set that also have a second clip
+            positive = ev[pairs, CROSS]
+            terms["video_video"] = cfg.video_video * contrastive_with_extras(
+                anchor_v[keep], positive, cfg.temperature,
+                None if extra_neg is None else extra_neg[keep], extras_for(positive),
+                None if neg_mask is None else neg_mask[keep],
+            )
+        if self.queue is not None:
+            self.queue.push(anchor_v.detach())
+        return terms, stats

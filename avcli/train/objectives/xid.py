@@ -1,0 +1,71 @@
+"""xID (METHODS.md §1) and the movies/TV method (§5): symmetric cross-modal InfoNCE on slot 0 of every sample.
+
+In-batch: every other clip of the batch is a negative; with the hierarchical sampler, the C − 1 other clips of
+the same title are among them (Kalayeh et al.'s hard negatives). Memory bank (AVID): K negatives per query
+drawn from banks holding one momentum-averaged embedding per catalog item, NCE with a constant Z or softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from avcli.losses import MemoryBank, PartitionEstimate, cross_modal_bank_loss, infonce, retrieval_accuracy
+from avcli.train.objectives.base import Objective, TrainBatch
+
+
+def embed_pair(model, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised (video, audio) embeddings of slot 0, in float32 for the loss."""
+    return model.embed_video(batch.video[:, 0]).float(), model.embed_audio(batch.audio[:, 0]).float()
+
+
+class XIDObjective(Objective):
+    def __init__(self, cfg, num_items: int, dim: int):
+        super().__init__()
+        self.temperature = cfg.temperature
+        self.bank_cfg = cfg.memory_bank
+        if self.bank_cfg is not None:
+            if num_items < 2:
+                raise ValueError("method.memory_bank needs at least 2 catalog items (negatives exclude self)")
+            self.negatives = min(self.bank_cfg.negatives, num_items - 1)
+            self.banks = MemoryBank(num_items, dim)
+            self.z = PartitionEstimate()  # one Z shared by both directions, set by the first batch's v→a scores
+
+    def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
+        v, a = embed_pair(model, batch)
+        stats = {"xmodal_top1": retrieval_accuracy(v.detach(), a.detach())}
+        if self.bank_cfg is None:
+            return infonce(v, a, self.temperature), stats
+        index = batch.items[:, 0]
+        loss = cross_modal_bank_loss(
+            v, a, index, self.banks.bank("video"), self.banks.bank("audio"), self.negatives, self.temperature,
+            form=self.bank_cfg.loss, z_v=self.z if self.bank_cfg.loss == "nce" else None,
+        )
+        self.banks.update(index, {"video": v.detach(), "audio": a.detach()}, self.bank_cfg.momentum)
+        if self.bank_cfg.loss == "nce":
+            stats["partition_z"] = float(self.z.z)
+        return loss, stats
+
+
+class MoviesObjective(Objective):
+    """Symmetric InfoNCE over hierarchical batches; reports how often a wrong top-1 match is a clip of the same
+    title (the confusion the hierarchical negatives are there to remove)."""
+
+    def __init__(self, cfg, titles: list[str]):
+        super().__init__()
+        self.temperature = cfg.temperature
+        ids = {t: k for k, t in enumerate(sorted(set(titles)))}
+        self.register_buffer("title_of_item", torch.tensor([ids[t] for t in titles]), persistent=False)
+
+    def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
+        v, a = embed_pair(model, batch)
+        loss = infonce(v, a, self.temperature)
+        with torch.no_grad():
+            best = (v @ a.t()).argmax(1)
+            wrong = best != torch.arange(len(best), device=best.device)
+            title = self.title_of_item[batch.items[:, 0]]
+            same_title = title[best] == title
+            stats = {
+                "xmodal_top1": float((~wrong).float().mean()),
+                "same_title_errors": float((wrong & same_title).sum() / wrong.sum().clamp(min=1)),
+            }
+        return loss, stats
