@@ -130,7 +130,8 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
         task = bar.add_task("pretrain", total=total_steps, completed=step)
         while step < total_steps:
             sampler.set_epoch(epoch, start_batch=batch_in_epoch)
-            objective.on_epoch_start(epoch)
+            if batch_in_epoch == 0:  # mid-epoch resumes keep the epoch's state from the checkpoint
+                objective.on_epoch_start(epoch)
             t_fetch = time.perf_counter()
             for batch in loader:
                 window["data"] += time.perf_counter() - t_fetch

@@ -14,7 +14,7 @@ def build_objective(recipe, model, items) -> Objective:
     method = recipe.method
     dim = recipe.model.projector.out_dim
     if method.kind == "xid":
-        return XIDObjective(method, len(items), dim)
+        return XIDObjective(method, len(items), dim, seed=recipe.training.seed)
     if method.kind == "robust_xid":
         return RobustXIDObjective(method, len(items), dim, faulty=[bool(i.extra.get("faulty", False)) for i in items])
     if method.kind == "avts":

@@ -42,7 +42,8 @@ class Objective(nn.Module):
         raise NotImplementedError
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Called before the first step of every epoch (also of a resumed one)."""
+        """Called before the first step of every epoch; not when a run resumes part-way into an epoch (what was
+        set at that epoch's start comes back from the checkpoint)."""
 
     def end_of_training_stats(self) -> dict:
         """Health figures summarising the whole run (e.g. bank-wide weights), written with the last metrics line."""

@@ -14,6 +14,7 @@ A slot the sampler could not place (item too short) is masked out of the terms t
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_with_extras, direction_loss,
@@ -78,8 +79,8 @@ class TemporalObjective(Objective):
     def _contrastive(self, model, batch, fv, fa, speed_class, reverse) -> tuple[dict, dict]:
         cfg = self.cfg
         B = fv.shape[0]
-        ev = model.video_head(fv.flatten(0, 1)).view(B, fv.shape[1], -1)  # B×W×D, L2-normalised
-        ea = model.audio_head(fa.flatten(0, 1)).view(B, fa.shape[1], -1)
+        ev = F.normalize(model.video_head(fv.flatten(0, 1)), dim=-1).view(B, fv.shape[1], -1)  # B×W×D
+        ea = F.normalize(model.audio_head(fa.flatten(0, 1)), dim=-1).view(B, fa.shape[1], -1)
         rows = batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND]
         terms, stats = {}, {}
         if int(rows.sum()) < 2:

@@ -19,7 +19,7 @@ def embed_pair(model, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class XIDObjective(Objective):
-    def __init__(self, cfg, num_items: int, dim: int):
+    def __init__(self, cfg, num_items: int, dim: int, seed: int = 0):
         super().__init__()
         self.temperature = cfg.temperature
         self.bank_cfg = cfg.memory_bank
@@ -29,6 +29,16 @@ class XIDObjective(Objective):
             self.negatives = min(self.bank_cfg.negatives, num_items - 1)
             self.banks = MemoryBank(num_items, dim)
             self.z = PartitionEstimate()  # one Z shared by both directions, set by the first batch's v→a scores
+            # negatives come from a generator of their own, saved with the objective: a resumed run draws the
+            # same negatives as an uninterrupted one (the global stream is also drawn by the data loader)
+            self.generator = torch.Generator().manual_seed(seed)
+
+    def get_extra_state(self):
+        return {"generator": self.generator.get_state()} if self.bank_cfg is not None else {}
+
+    def set_extra_state(self, state) -> None:
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
 
     def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
         v, a = embed_pair(model, batch)
@@ -38,7 +48,7 @@ class XIDObjective(Objective):
         index = batch.items[:, 0]
         loss = cross_modal_bank_loss(
             v, a, index, self.banks.bank("video"), self.banks.bank("audio"), self.negatives, self.temperature,
-            form=self.bank_cfg.loss, z_v=self.z if self.bank_cfg.loss == "nce" else None,
+            generator=self.generator, form=self.bank_cfg.loss, z_v=self.z if self.bank_cfg.loss == "nce" else None,
         )
         self.banks.update(index, {"video": v.detach(), "audio": a.detach()}, self.bank_cfg.momentum)
         if self.bank_cfg.loss == "nce":
