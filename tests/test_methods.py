@@ -104,3 +104,21 @@ def test_resume_keeps_the_objective_state(small_world, tmp_path, monkeypatch, na
     got = [m["loss"] for m in read_metrics(tmp_path / "resumed" / "metrics.jsonl")]
     assert len(got) == 6
     assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_knn_accuracy_leave_one_out_by_hand():
+    from avcli.train.health import knn_accuracy
+
+    features = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.8, 0.2]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    # k=1: 0→1 (0 ✓), 1→0 (0 ✓), 2→3 (1 ✓), 3→2 (1 ✓), 4→1 (0 ✗, its nearest is row 1)
+    assert knn_accuracy(features, labels, k=1) == pytest.approx(4 / 5)
+
+
+def test_online_knn_health_metric_is_logged(small_world, tmp_path):
+    recipe = recipe_from_dict({**tiny_recipe_dict(small_world, tmp_path / "run", steps=4, log_every=2,
+                                                  knn={"every": 2, "items": 12, "k": 3})})
+    pretrain(recipe)
+    metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [("knn_video" in m, "knn_audio" in m) for m in metrics] == [(True, True), (True, True)]
+    assert all(0.0 <= m["knn_video"] <= 1.0 for m in metrics)

@@ -348,6 +348,14 @@ class Schedule(Strict):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of the peak")
 
 
+class KNNHealth(Strict):
+    """Online kNN accuracy of the encoders' features on a small labelled slice of the catalog (health metric)."""
+
+    every: int = Field(100, ge=1, description="steps between measurements (and at the end)")
+    items: int = Field(256, ge=2, description="labelled items in the slice, spread evenly over the catalog")
+    k: int = Field(10, ge=1, description="neighbours voting (leave-one-out, cosine, weight exp(s/0.07))")
+
+
 class Training(Strict):
     epochs: Optional[int] = Field(None, ge=1, description="length in passes over the catalog (or set steps)")
     steps: Optional[int] = Field(None, ge=1, description="length in optimiser steps (or set epochs)")
@@ -359,6 +367,7 @@ class Training(Strict):
     log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (one is always written at the end)")
     keep_last_n: int = Field(3, ge=1, description="checkpoints kept on disk")
+    knn: Optional[KNNHealth] = Field(None, description="online kNN health metric (knn_video, knn_audio)")
 
     @model_validator(mode="after")
     def _length(self):

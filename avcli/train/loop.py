@@ -34,6 +34,7 @@ from avcli.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from avcli.train.health import KNNMonitor, evaluate_held_out, held_out_batch
 from avcli.train.metrics import MetricsWriter
 from avcli.train.objectives import TrainBatch, build_objective
 from avcli.train.optim import build_optimizer, build_scheduler
@@ -121,7 +122,11 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
         "training %s on %d items, %d steps (%d per epoch), batch %d, device %s",
         recipe.method.kind, len(items), total_steps, steps_per_epoch, cfg.batch_size, device,
     )
-    held_out = held_out_batch(objective, sampler, dataset, frontend, recipe, device)
+    def make_batch(collated: dict) -> TrainBatch:
+        return train_batch(collated, frontend, recipe.data, device)
+
+    held_out = held_out_batch(objective, sampler, dataset, make_batch, recipe.method)
+    knn = KNNMonitor(cfg.knn, dataset, make_batch) if cfg.knn is not None else None
     model.train()
     objective.train()
     last_saved, last_loss = resume_from if resume_from is not None and step >= total_steps else None, None
@@ -155,7 +160,9 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
 
                 if step % cfg.log_every == 0 or step == total_steps:
                     if held_out is not None and (step % recipe.method.held_out_every == 0 or step == total_steps):
-                        stats.update(_evaluate_held_out(objective, model, held_out))
+                        stats.update(evaluate_held_out(objective, model, held_out))
+                    if knn is not None and (step % cfg.knn.every == 0 or step == total_steps):
+                        stats.update(knn(model))
                     if step == total_steps:
                         stats.update(objective.end_of_training_stats())
                     elapsed = time.perf_counter() - window["t0"]
@@ -218,36 +225,6 @@ def train_batch(batch: dict, frontend, data_cfg, device: torch.device) -> TrainB
         video=video, audio=spectrogram, video_mask=batch["video_mask"].to(device),
         audio_mask=batch["audio_mask"].to(device), items=batch["items"].to(device), labels=labels,
     )
-
-
-def held_out_batch(objective, sampler, dataset: ClipDataset, frontend, recipe: Recipe, device) -> TrainBatch | None:
-    """The fixed held-out pairs an objective measures itself on (AVTS sync accuracy), decoded once without
-    augmentation; None when the method has none."""
-    count = getattr(recipe.method, "held_out_pairs", 0)
-    if not count or not hasattr(objective, "held_out_stats"):
-        return None
-    specs = sampler.held_out_specs(count)
-    evaluation = ClipDataset(dataset.items, dataset.clip, dataset.augment, train=False, max_consecutive_failures=1)
-    samples = []
-    for spec in specs:
-        try:
-            samples.append(evaluation[spec])
-        except DataError:
-            continue  # a pair that does not decode is left out of the held-out set
-    evaluation.readers.close()  # workers fork after this: they must not inherit open decoders
-    if not samples:
-        return None
-    with torch.no_grad():
-        return train_batch(collate_samples(samples), frontend, recipe.data, device)
-
-
-@torch.no_grad()
-def _evaluate_held_out(objective, model, held_out: TrainBatch) -> dict:
-    model.eval()
-    try:
-        return objective.held_out_stats(model, held_out)
-    finally:
-        model.train()
 
 
 def training_items(recipe: Recipe):
