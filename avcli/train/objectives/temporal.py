@@ -9,6 +9,12 @@ The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py
 Extra negatives: slot 1's video played backwards (always) and slot 0's video when it is transformed (another
 speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of past video embeddings.
 A slot the sampler could not place (item too short) is masked out of the terms that need it.
+
+Across several processes the contrastive terms use every rank's positives (gathered with gradient; ranks may
+hold different numbers of usable rows), each rank's share being its rows' losses over the global row count, and
+the queue takes every rank's anchors, so it stays one queue. The classification terms are per-rank means
+(averaged over ranks by DDP). Heads unused in a step (a weight of 0, too few rows) need DDP's
+find_unused_parameters, hence `uses_every_parameter = False`.
 """
 
 from __future__ import annotations
@@ -17,14 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_with_extras, direction_loss,
-                          order_loss, speed_loss)
+from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_rows, contrastive_with_extras,
+                          direction_loss, order_loss, speed_loss)
+from avcli.train.distributed import all_gather_with_grad, all_reduce_sum, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 
 MAIN, SECOND, CROSS = 0, 1, 2
 
 
 class TemporalObjective(Objective):
+    uses_every_parameter = False
+
     def __init__(self, cfg, speeds: tuple[int, ...], video_dim: int, audio_dim: int, embed_dim: int, num_items: int):
         super().__init__()
         self.cfg = cfg
@@ -83,7 +92,7 @@ class TemporalObjective(Objective):
         ea = F.normalize(model.audio_head(fa.flatten(0, 1)), dim=-1).view(B, fa.shape[1], -1)
         rows = batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND]
         terms, stats = {}, {}
-        if int(rows.sum()) < 2:
+        if _global_count(rows) < 2:  # decided alike on every rank: the branches below hold collectives
             return terms, stats
         extra_neg, neg_mask = None, None
         if cfg.extra_negatives:  # the anchor clip played backwards; the main clip when it runs at another speed
@@ -96,6 +105,9 @@ class TemporalObjective(Objective):
             return self.queue.nearest(positive, cfg.extra_positives) if self.queue is not None else None
 
         anchor_v, anchor_a = ev[rows, SECOND], ea[rows, SECOND]
+        if world_size() > 1:
+            return self._contrastive_across_ranks(batch, ev, rows, anchor_v, anchor_a, extra_neg, neg_mask,
+                                                  extras_for)
         if cfg.video_audio:
             a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra_neg, extras_for(anchor_v),
                                              neg_mask)
@@ -116,3 +128,41 @@ class TemporalObjective(Objective):
         if self.queue is not None:
             self.queue.push(anchor_v.detach())
         return terms, stats
+
+    def _contrastive_across_ranks(self, batch, ev, rows, anchor_v, anchor_a, extra_neg, neg_mask, extras_for):
+        """The contrastive terms with every rank's positives; a rank's share is Σ_local L_i · W / N_global, so the
+        ranks' shares average to the one-process mean over the global batch."""
+        cfg, world = self.cfg, world_size()
+        terms, stats = {}, {}
+        anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=False)
+        if cfg.video_audio:
+            anchor_a_all, _ = all_gather_with_grad(anchor_a, same_size=False)
+            n = anchor_v_all.shape[0]
+            a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra_neg,
+                                      extras_for(anchor_v), neg_mask).sum() * world / n
+            v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature).sum() * world / n
+            terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
+            with torch.no_grad():
+                sim = anchor_v_all.detach() @ anchor_a_all.detach().t()
+                stats["xmodal_top1"] = float((sim.argmax(1) == torch.arange(n, device=sim.device)).float().mean())
+        pairs = rows & batch.video_mask[:, CROSS]
+        if cfg.video_video and _global_count(pairs) >= 2:
+            keep = pairs[rows]
+            positive = ev[pairs, CROSS]
+            positive_all, pair_offset = all_gather_with_grad(positive, same_size=False)
+            losses = contrastive_rows(
+                anchor_v[keep], positive_all, pair_offset, cfg.temperature,
+                None if extra_neg is None else extra_neg[keep], extras_for(positive),
+                None if neg_mask is None else neg_mask[keep],
+            )
+            terms["video_video"] = cfg.video_video * losses.sum() * world / positive_all.shape[0]
+        if self.queue is not None:
+            self.queue.push(anchor_v_all.detach())
+        return terms, stats
+
+
+def _global_count(mask: torch.Tensor) -> int:
+    """True entries of `mask` over every rank."""
+    if world_size() == 1:
+        return int(mask.sum())
+    return int(all_reduce_sum(mask.sum().reshape(1).long()).item())
