@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -36,11 +37,15 @@ def for_ranks(step: TrainStep, ctx: Context) -> nn.Module:
     updated alike on every rank from gathered embeddings — broadcasting them every step would only cost time."""
     if not ctx.distributed:
         return step
-    return nn.parallel.DistributedDataParallel(
+    ddp = nn.parallel.DistributedDataParallel
+    # newer PyTorch renames the option (the buffers are still made equal once, at construction: fine here)
+    no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                      else {"broadcast_buffers": False})
+    return ddp(
         step,
         device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-        broadcast_buffers=False,
         find_unused_parameters=not step.objective.uses_every_parameter,
+        **no_buffer_sync,
     )
 
 

@@ -43,8 +43,8 @@ class GlobalBatchNorm(_BatchNorm):
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        xf = x.float()
-        count = torch.tensor([xf.numel() / max(xf.shape[1], 1)], dtype=torch.float32, device=x.device)
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in fp32 at least
+        count = torch.tensor([xf.numel() / max(xf.shape[1], 1)], dtype=xf.dtype, device=x.device)
         totals = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
         n = totals[-1].detach()
         mean = totals[:-1] / n
@@ -65,9 +65,12 @@ class GlobalBatchNorm(_BatchNorm):
 
 def _to_global(bn: _BatchNorm) -> GlobalBatchNorm:
     out = GlobalBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    like = next((t for t in bn.state_dict().values() if t.is_floating_point()), None)
+    if like is not None:  # the layer's own device and precision
+        out.to(device=like.device, dtype=like.dtype)
     out.load_state_dict(bn.state_dict())
     out.train(bn.training)
-    return out.to(next(iter(bn.state_dict().values())).device) if bn.state_dict() else out
+    return out
 
 
 def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
