@@ -1,7 +1,6 @@
 """One training job as several processes (DESIGN.md → Distributed): torchrun, or srun, is the engine.
 
-- `launch_env()`: rank, world size and local rank from torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK) or,
-  for tasks started by `srun` itself, Slurm's (SLURM_PROCID, SLURM_STEP_NUM_TASKS or SLURM_NTASKS, SLURM_LOCALID).
+- `launch_env()` (avcli/train/launch.py): rank, world size and local rank from torchrun's or Slurm's variables.
 - `setup()`: the process group — NCCL when the job trains on CUDA, gloo on CPU — with a timeout, so a rank that
   stops answering ends the job with an error instead of a hang; each rank's device (`cuda:LOCAL_RANK`).
 - The collectives the loop and the objectives use. Every helper is the identity on a single process, so the
@@ -24,32 +23,13 @@ import torch
 import torch.distributed as dist
 
 from avcli.errors import AvcliError, UsageError
+from avcli.train.launch import launch_env
 
 T = TypeVar("T")
 
 
 class PeerFailure(AvcliError):
     """A collective failed: another rank crashed (its own error is in its log) or stopped answering in time."""
-
-
-@dataclass(frozen=True)
-class LaunchEnv:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    source: str = "single process"
-
-
-def launch_env() -> LaunchEnv:
-    """Where this process sits in the job, from the launcher's environment variables (torchrun's win)."""
-    env = os.environ
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return LaunchEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), "torchrun")
-    # srun sets SLURM_STEP_NUM_TASKS for the tasks of a job step; the batch script itself is no task of one
-    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS")
-    if "SLURM_PROCID" in env and tasks:
-        return LaunchEnv(int(env["SLURM_PROCID"]), int(tasks), int(env.get("SLURM_LOCALID", 0)), "Slurm")
-    return LaunchEnv()
 
 
 @dataclass
