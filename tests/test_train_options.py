@@ -203,3 +203,14 @@ def test_export_of_an_avcli_architecture_says_so(small_world, tmp_path):
     assert info["video"]["torchvision"] is False and "not a torchvision one" in info["video"]["note"]
     saved = load_file(str(tmp_path / "out" / "video_encoder.safetensors"))
     assert saved.keys() == model.video.state_dict().keys()
+
+
+@pytest.mark.slow
+def test_compiled_encoders_train_and_keep_their_parameter_names(small_world, tmp_path):
+    """torch.compile on CPU (inductor needs a C++ compiler; the first step compiles for minutes)."""
+    plain = pretrain(_recipe(small_world, tmp_path / "plain", steps=2))
+    compiled = pretrain(_recipe(small_world, tmp_path / "compiled", steps=2, compile=True))
+    assert compiled["final_loss"] == pytest.approx(plain["final_loss"], abs=1e-3)
+    a = load_file(str(resolve_checkpoint(tmp_path / "plain") / "encoders.safetensors"))
+    b = load_file(str(resolve_checkpoint(tmp_path / "compiled") / "encoders.safetensors"))
+    assert a.keys() == b.keys()
