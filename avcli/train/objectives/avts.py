@@ -20,7 +20,7 @@ class AVTSObjective(Objective):
     def __init__(self, cfg, dim: int):
         super().__init__()
         self.cfg = cfg
-        self.classifier = FusedSyncClassifier(dim, cfg.fused_hidden) if cfg.loss == "fused" else None
+        self.classifier = FusedSyncClassifier(dim, cfg.fused_hidden, cfg.fused_interactions) if cfg.loss == "fused" else None
 
     def predict(self, v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(bool "in sync" per pair, fused logits or None)."""
