@@ -296,6 +296,11 @@ class AVTS(Strict):
     fused_interactions: bool = Field(
         False, description="fused classifier input concat(v, a, v⊙a, |v−a|) instead of concat(v, a)"
     )
+    batch_negatives: bool = Field(
+        False,
+        description="also treat every video–audio pairing across two different items of the batch as an easy "
+        "negative (B·(B−1) more negatives per step; without them tiny CPU runs do not leave chance level)",
+    )
     held_out_pairs: int = Field(
         256, ge=0, description="fixed pairs (half positives, negatives half easy, half hard) for sync accuracy"
     )
