@@ -2,12 +2,14 @@
 
 The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py), as video and audio slots:
   0 main: one speed from `speeds`, maybe reversed → speed and direction classification (both modalities);
+    it is also the video–audio contrastive pair (its video and its own sound, transformed alike);
   1 second: speed 1, forward, not overlapping main → intra-modal order (main, second), and the anchor of the
-    contrastive terms: video–audio (its own audio) and video–video (with slot 2);
-  2 cross: a video clip and an audio window at different times → inter-modal order; its video clip is also the
-    second clip of the video–video pair.
-Extra negatives: slot 1's video played backwards (always) and slot 0's video when it is transformed (another
-speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of past video embeddings.
+    video–video contrastive pair;
+  2 cross: a video clip and an audio window at different times → inter-modal order; its video clip is the
+    positive of the video–video pair.
+Extra negatives: the anchor video played backwards (always), and for video–video the main clip when it is
+transformed (another speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of
+past video embeddings.
 A slot the sampler could not place (item too short) is masked out of the terms that need it.
 """
 
@@ -81,38 +83,35 @@ class TemporalObjective(Objective):
         B = fv.shape[0]
         ev = F.normalize(model.video_head(fv.flatten(0, 1)), dim=-1).view(B, fv.shape[1], -1)  # B×W×D
         ea = F.normalize(model.audio_head(fa.flatten(0, 1)), dim=-1).view(B, fa.shape[1], -1)
-        rows = batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND]
         terms, stats = {}, {}
-        if int(rows.sum()) < 2:
-            return terms, stats
-        extra_neg, neg_mask = None, None
-        if cfg.extra_negatives:  # the anchor clip played backwards; the main clip when it runs at another speed
-            backwards = model.embed_video(batch.video[rows, SECOND].flip(2)).float()
-            transformed = ~self.natural_speed[speed_class[rows]] | reverse[rows].bool()
-            extra_neg = torch.stack([backwards, ev[rows, MAIN]], dim=1)
-            neg_mask = torch.stack([torch.ones_like(transformed), transformed & batch.video_mask[rows, MAIN]], dim=1)
 
         def extras_for(positive: torch.Tensor):
             return self.queue.nearest(positive, cfg.extra_positives) if self.queue is not None else None
 
-        anchor_v, anchor_a = ev[rows, SECOND], ea[rows, SECOND]
-        if cfg.video_audio:
-            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra_neg, extras_for(anchor_v),
-                                             neg_mask)
+        def backwards(video: torch.Tensor) -> torch.Tensor:  # the same clip played the other way (dim 2 = time)
+            return model.embed_video(video.flip(2)).float()
+
+        if cfg.video_audio:  # the main clip and its own sound: always present, transformed alike
+            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
+            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
+            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v))
             v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
             terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
             with torch.no_grad():
                 stats["xmodal_top1"] = float(((anchor_v @ anchor_a.t()).argmax(1) ==
-                                              torch.arange(len(anchor_v), device=anchor_v.device)).float().mean())
-        pairs = rows & batch.video_mask[:, CROSS]
-        if cfg.video_video and int(pairs.sum()) >= 2:
-            keep = pairs[rows]  # rows of the anchor set that also have a second clip
-            positive = ev[pairs, CROSS]
+                                              torch.arange(B, device=anchor_v.device)).float().mean())
+            if self.queue is not None:
+                self.queue.push(anchor_v.detach())
+        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
+        if cfg.video_video and int(pairs.sum()) >= 2:  # two natural-speed clips of one video
+            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+            extra_neg, neg_mask = None, None
+            if cfg.extra_negatives:  # the anchor reversed; the main clip when it runs at another speed or reversed
+                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
+                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
+                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
             terms["video_video"] = cfg.video_video * contrastive_with_extras(
-                anchor_v[keep], positive, cfg.temperature,
-                None if extra_neg is None else extra_neg[keep], extras_for(positive),
-                None if neg_mask is None else neg_mask[keep],
-            )
-        if self.queue is not None:
-            self.queue.push(anchor_v.detach())
+                anchor, positive, cfg.temperature, extra_neg, extras_for(positive), neg_mask)
+            if self.queue is not None and not cfg.video_audio:
+                self.queue.push(anchor.detach())
         return terms, stats
