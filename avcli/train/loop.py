@@ -85,7 +85,11 @@ def pretrain(recipe: Recipe, resume: str | None = None) -> dict:
     if resume_from is not None:
         load_encoders(resume_from / "encoders.safetensors", model, frontend)
         state = load_train_state(resume_from)
-        objective.load_state_dict(state["objective"])
+        if "objective" in state:
+            objective.load_state_dict(state["objective"])
+        elif objective.state_dict():
+            raise UsageError(f"{resume_from}: checkpoint has no {recipe.method.kind} state (written by an older "
+                             "avcli); start a new run directory")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
