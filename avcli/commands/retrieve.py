@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"{files[0]}: query files go with --index IDX, not with --task")
         if checkpoint is None:
             raise UsageError("--task needs --checkpoint (a run dir, checkpoints/latest, a step dir, or random)")
-        pairs = _pairs(query, gallery)
+        pairs, cutoffs = _pairs(query, gallery), _ks(ks)
         if checkpoint == "random" and recipe is None:
             recipe = default_recipe()
         from avcli.evaluate.retrieval import run_retrieval
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
 
         encoders = load_eval_encoders(checkpoint, recipe)
         root = data_root or encoders.recipe.data.catalog
-        results = run_retrieval(encoders, load_task(task, root), pairs, clips, resolve_device(device), _ks(ks),
+        results = run_retrieval(encoders, load_task(task, root), pairs, clips, resolve_device(device), cutoffs,
                                 backend, workers, save_index)
         for result in results:
             emit(result)

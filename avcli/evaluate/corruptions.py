@@ -167,7 +167,7 @@ def overlay_text(clip, gen):
         picture = Image.fromarray(image)
         ImageDraw.Draw(picture).text((w // 20, top), "avcli COPY 2025", font=font, fill=(255, 255, 255),
                                      stroke_width=2, stroke_fill=(0, 0, 0))
-        out.append(torch.from_numpy(np.asarray(picture)))
+        out.append(torch.from_numpy(np.array(picture)))
     return replace(clip, frames=torch.stack(out)), Encoding()
 
 
