@@ -85,8 +85,7 @@ def query_cmd(
 ) -> int:
     from avcli.commands.retrieve import load_index_encoders
     from avcli.evaluate.embedding_index import EmbeddingIndex
-    from avcli.evaluate.fingerprint import load_calibration, rank_items, same_content
-    from avcli.evaluate.segments import embed_segments
+    from avcli.evaluate.fingerprint import embed_queries, load_calibration, rank_items, same_content
     from avcli.evaluate.sources import media_source
 
     db = EmbeddingIndex.load(index_dir)
@@ -100,7 +99,7 @@ def query_cmd(
     sources = [s for s in (media_source(f) for f in files) if s is not None]
     if not sources:
         raise UsageError("none of the query files has a usable video stream")
-    queries = embed_segments(encoders, sources, db.meta["segment_s"], _device(device))
+    queries = embed_queries(encoders, sources, db.meta, _device(device))
     paths = {s.item_id: s.path for s in sources}
     for item_id, matches in rank_items(db, queries, kind, top=top):
         for rank, match in enumerate(matches, 1):
@@ -141,7 +140,8 @@ def eval_cmd(
         for row in result["rows"]:
             emit(row)
         emit({"calibration": result["calibration"], "references": result["references"],
-              "queries": result["queries"], "index": result["index"] if work else None})
+              "queries": result["queries"], "duplicates_dropped": result["duplicates_dropped"],
+              "index": result["index"] if work else None})
     overall = result["rows"][-1]
     log.info("overall Recall@1: combined %.3f, video %.3f, audio %s, dHash %.3f over %d queries",
              overall["combined_r1"], overall["video_r1"], overall["audio_r1"], overall["dhash_r1"], overall["queries"])

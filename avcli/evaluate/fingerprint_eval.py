@@ -3,6 +3,9 @@
 1. References: clips of `clip_s` seconds cut back to back from each source (at most `max_clips` per source;
    a source shorter than a clip is one reference), re-encoded near-losslessly at short side ≤ 360, 25 fps,
    mono 32 kHz, so that one long file gives several distinct database items.
+   References showing the same footage as an earlier one (the same clip shipped in two containers: their
+   thumbnails differ by less than DUPLICATE_LEVEL grey levels on average) are dropped and listed, since no
+   fingerprint can tell which of two identical references a copy came from.
 2. The database: a fingerprint index of the references.
 3. Queries: every reference under every corruption of the suite (`corruptions.py`), written as files.
 4. Each query is matched (video, audio, combined embeddings and the dHash baseline); a hit is the query's own
@@ -19,20 +22,22 @@ import zlib
 from pathlib import Path
 
 import torch
+import torchvision.transforms.v2.functional as TF
 
 from avcli.evaluate.corruptions import CORRUPTIONS, TRIM_S, corrupt_file, expected_offset_s, read_clip, write_clip
 from avcli.evaluate.fingerprint import (
-    CALIBRATION_JSON, KINDS, best_threshold, build_fingerprint_index, rank_items,
+    CALIBRATION_JSON, KINDS, best_threshold, build_fingerprint_index, embed_queries, rank_items,
 )
 from avcli.evaluate.perceptual_hash import dhash_video, signed
-from avcli.evaluate.segments import embed_segments
 from avcli.evaluate.sources import MediaSource, media_source
 from avcli.evaluate.topk import chunked_topk
 from avcli.log import get_logger
+from avcli.media.clip_reader import ClipReader
 
 log = get_logger("fingerprint")
 
 REFERENCE_FPS, REFERENCE_RATE, REFERENCE_SHORT_SIDE = 25.0, 32000, 360
+DUPLICATE_LEVEL = 3.0  # mean absolute difference of 32×32 grey thumbnails (0-255) below which footage is the same
 
 
 def cut_references(sources: list[MediaSource], out: Path, clip_s: float, max_clips: int) -> list[dict]:
@@ -49,6 +54,29 @@ def cut_references(sources: list[MediaSource], out: Path, clip_s: float, max_cli
                          "has_audio": src.audio_stream is not None})
     (out / "references.json").write_text(json.dumps(refs, indent=1))
     return refs
+
+
+def thumbnails(path: str, seconds: float, count: int = 8) -> torch.Tensor:
+    """count×32×32 grey levels of evenly spaced frames."""
+    times = [seconds * (k + 0.5) / count for k in range(count)]
+    with ClipReader(path) as reader:
+        frames = torch.cat(reader.read_video_windows([(t, 1, 1.0) for t in times], short_side=64))
+    grey = TF.rgb_to_grayscale(frames.permute(0, 3, 1, 2).float())
+    return TF.resize(grey, [32, 32], antialias=True)[:, 0]
+
+
+def drop_duplicate_footage(refs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept references, [{dropped, same_as}]): the first of each group of references showing the same footage."""
+    kept, dropped, thumbs = [], [], []
+    for ref in refs:
+        mine = thumbnails(ref["path"], ref["seconds"])
+        twin = next((k for k, t in zip(kept, thumbs) if float((t - mine).abs().mean()) < DUPLICATE_LEVEL), None)
+        if twin is None:
+            kept.append(ref)
+            thumbs.append(mine)
+        else:
+            dropped.append({"dropped": ref["path"], "same_as": twin["path"]})
+    return kept, dropped
 
 
 def make_queries(refs: list[dict], out: Path, corruptions: list[str], segment_s: float, seed: int) -> list[dict]:
@@ -71,7 +99,9 @@ def evaluate_fingerprints(encoders, sources, work: Path, device, clip_s: float =
                           segment_s: float = 1.0, corruptions: list[str] | None = None, seed: int = 0) -> dict:
     corruptions = corruptions or list(CORRUPTIONS)
     log.info("cutting reference clips into %s", work / "references")
-    refs = cut_references(sources, work / "references", clip_s, max_clips)
+    refs, duplicates = drop_duplicate_footage(cut_references(sources, work / "references", clip_s, max_clips))
+    for d in duplicates:
+        log.warning("%s: left out, the same footage as %s", d["dropped"], d["same_as"])
     ref_sources = [media_source(r["path"]) for r in refs]
     log.info("indexing %d references", len(refs))
     db = build_fingerprint_index(encoders, ref_sources, segment_s, device)
@@ -79,7 +109,7 @@ def evaluate_fingerprints(encoders, sources, work: Path, device, clip_s: float =
     log.info("writing %d corruptions of each reference", len(corruptions))
     queries = make_queries(refs, work / "queries", corruptions, segment_s, seed)
     query_sources = [media_source(q["path"]) for q in queries]
-    embedded = embed_segments(encoders, query_sources, segment_s, device)
+    embedded = embed_queries(encoders, query_sources, db.meta, device)
     ref_id = {r["path"]: s.item_id for r, s in zip(refs, ref_sources)}
     audible_ref = {row["item_id"] for row in db.rows if row["audible"]}
 
@@ -110,7 +140,7 @@ def evaluate_fingerprints(encoders, sources, work: Path, device, clip_s: float =
     rows = [_summary(name, [r for r in records if r["corruption"] == name], segment_s) for name in corruptions]
     rows.append(_summary("overall", records, segment_s))
     return {"rows": rows, "calibration": calibration, "references": len(refs), "queries": len(queries),
-            "index": str(work / "index")}
+            "index": str(work / "index"), "duplicates_dropped": duplicates}
 
 
 def _dhash_hits(db_sources, query_sources, truths) -> list[bool]:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from avcli.errors import UsageError
 from avcli.evaluate.embedding_index import EmbeddingIndex, combine
 from avcli.evaluate.fingerprint import centred, gallery_vectors
-from avcli.evaluate.segments import embed_segments, index_meta
+from avcli.evaluate.segments import SegmentOptions, embed_segments, index_meta
 from avcli.evaluate.sources import media_source
 from avcli.evaluate.topk import search
 from avcli.evaluate.video_embeddings import embed_videos
@@ -75,7 +75,8 @@ def query_by_example(index: EmbeddingIndex, encoders, path: str, kind: str, top:
         raise UsageError(f"{path}: not a usable video file (see the warning above); pass a video with a video stream")
     modalities = index.modalities
     if meta["level"] == "segment":
-        segments = embed_segments(encoders, [source], meta["segment_s"], device, meta["space"], modalities)
+        segments = embed_segments(encoders, [source], meta["segment_s"], device, meta["space"], modalities,
+                                  options=SegmentOptions.from_meta(meta))
         if "centre" in meta:
             segments = centred(segments, meta["centre"])
         vectors = {m: F.normalize(v.mean(dim=0, keepdim=True), dim=1) for m, v in segments.vectors.items()}
