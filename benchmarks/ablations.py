@@ -90,7 +90,7 @@ def run_one(name: str, seed: int, workdir: Path, steps: int | None) -> dict:
         top1 = probe(str(run_dir / "checkpoints" / "latest"), [], log)
         lines = (run_dir / "metrics.jsonl").read_text().splitlines()
         last = json.loads(lines[-1])
-        health = {k: last[k] for k in HEALTH_KEYS if k in last}
+        health = {"steps": last["step"], **{k: last[k] for k in HEALTH_KEYS if k in last}}
     return {"name": name, "seed": seed, "video": top1["video"], "audio": top1["audio"], **health,
             "seconds": round(time.perf_counter() - started, 1)}
 
@@ -101,7 +101,8 @@ def summarise(results: list[dict]) -> dict:
         by_name.setdefault(r["name"], []).append(r)
     table = {}
     for name, rows in by_name.items():
-        entry = {"what": CONFIGS[name][3], "seeds": sorted(r["seed"] for r in rows)}
+        entry = {"what": CONFIGS[name][3], "seeds": sorted(r["seed"] for r in rows),
+                 "steps": sorted({r["steps"] for r in rows if "steps" in r})}
         for key in ("video", "audio", *HEALTH_KEYS):
             values = [r[key] for r in rows if key in r]
             if values:
@@ -112,13 +113,15 @@ def summarise(results: list[dict]) -> dict:
 
 
 def markdown(table: dict) -> str:
-    lines = ["| configuration | video top-1 | audio top-1 | health (end of training) |", "|---|---|---|---|"]
+    lines = ["| configuration | steps | video top-1 | audio top-1 | health (end of training) |",
+             "|---|---|---|---|---|"]
     for name in CONFIGS:
         if name not in table:
             continue
         e = table[name]
         health = ", ".join(f"{k} {e[k]['mean']:.3f}" for k in HEALTH_KEYS if k in e and k != "xmodal_top1")
-        lines.append(f"| {e['what']} (`{name}`, {len(e['seeds'])} seeds) | {e['video']['mean']:.1f} ± "
+        steps = "/".join(map(str, e["steps"])) or "–"
+        lines.append(f"| {e['what']} (`{name}`, {len(e['seeds'])} seeds) | {steps} | {e['video']['mean']:.1f} ± "
                      f"{e['video']['std']:.1f} | {e['audio']['mean']:.1f} ± {e['audio']['std']:.1f} | {health} |")
     return "\n".join(lines) + "\n"
 
@@ -151,10 +154,10 @@ def main() -> None:
     table = summarise(results)
     (args.workdir / "ablations.json").write_text(json.dumps(table, indent=1))
     (args.workdir / "ablations.md").write_text(markdown(table))
-    summary = {"benchmark": "ablations", "steps": args.steps, "seeds": args.seeds}
+    summary = {"benchmark": "ablations", "seeds": args.seeds}
     for name, e in table.items():
         reference = table.get("random_faulty30" if CONFIGS[name][1] == "faulty30" else "random")
-        summary[name] = {m: e[m]["mean"] for m in ("video", "audio")}
+        summary[name] = {"steps": e["steps"], **{m: e[m]["mean"] for m in ("video", "audio")}}
         if reference is not None and CONFIGS[name][2] is not None:
             summary[name].update({f"{m}_over_random": round(e[m]["mean"] - reference[m]["mean"], 2)
                                   for m in ("video", "audio")})

@@ -38,6 +38,7 @@ METHODS = {
     "robust_xid": {"kind": "robust_xid", "temperature": 0.1, "weights": {"statistics": "ema", "start_epoch": 0},
                    "soft_targets": {"start_epoch": 0}},
     "temporal": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16},
+    "avts": {"kind": "avts", "loss": "fused", "batch_negatives": True, "fused_hidden": 16, "held_out_pairs": 0},
 }
 
 
@@ -49,7 +50,7 @@ CASES = [(name, torch.float64) for name in METHODS] + [("xid", torch.float32), (
 def _recipe(method: dict):
     from avcli.recipe import recipe_from_dict
 
-    sampler = {"temporal": {"kind": "temporal", "speeds": [1, 2]},
+    sampler = {"temporal": {"kind": "temporal", "speeds": [1, 2]}, "avts": {"kind": "sync_pairs"},
                "movies": {"kind": "hierarchical", "clips_per_title": 2}}.get(method["kind"], {"kind": "uniform"})
     return recipe_from_dict({
         "data": {"catalog": "/nonexistent", "clip": {"frames": 4, "fps": 8, "size": 32, "audio_seconds": 1.0},
@@ -76,11 +77,16 @@ def _global_batch(method: str, step: int):
                   "reverse": torch.randint(0, 2, (BATCH,), generator=g),
                   "order": torch.randint(0, 2, (BATCH,), generator=g),
                   "av_order": torch.randint(0, 2, (BATCH,), generator=g)}
+    items = torch.arange(BATCH).repeat(windows, 1).t().contiguous()
+    if method == "avts":  # slot 0: the clip, items[:, 1]: where its sound comes from (another item: a negative)
+        sync = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0])
+        items = torch.stack([torch.arange(BATCH), torch.where(sync.bool(), torch.arange(BATCH),
+                                                              (torch.arange(BATCH) + 3) % BATCH)], dim=1)
+        labels = {"sync": sync, "negative": ["none" if y else "easy" for y in sync.tolist()]}
     return TrainBatch(
         video=torch.randn(BATCH, windows, 3, 4, 32, 32, generator=g),
         audio=torch.randn(BATCH, windows, 1, 64, 32, generator=g),
-        video_mask=video_mask, audio_mask=torch.ones(BATCH, windows, dtype=torch.bool),
-        items=torch.arange(BATCH).repeat(windows, 1).t().contiguous(), labels=labels,
+        video_mask=video_mask, audio_mask=torch.ones(BATCH, windows, dtype=torch.bool), items=items, labels=labels,
     )
 
 

@@ -3,6 +3,8 @@ state (banks, queues, heads) and resumes with the same losses."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -122,3 +124,20 @@ def test_online_knn_health_metric_is_logged(small_world, tmp_path):
     metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [("knn_video" in m, "knn_audio" in m) for m in metrics] == [(True, True), (True, True)]
     assert all(0.0 <= m["knn_video"] <= 1.0 for m in metrics)
+
+
+TINY = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*-tiny.yaml"))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_every_tiny_recipe_trains_two_steps(small_world, tmp_path, name):
+    """The shipped CPU recipes as they are, pointed at the small world with a batch it can fill."""
+    from avcli.recipe import load_recipe
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / name
+    overrides = [f"data.catalog={small_world}", "training.steps=2", "training.batch_size=8", "training.workers=0",
+                 f"output.run_dir={tmp_path / 'run'}", "data.clips_per_item=1"]
+    if "avts" in name:
+        overrides.append("method.held_out_pairs=8")
+    summary = pretrain(load_recipe(path, overrides))
+    assert summary["steps"] == 2 and torch.isfinite(torch.tensor(summary["final_loss"]))

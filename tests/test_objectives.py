@@ -221,3 +221,23 @@ def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
     assert int(objective.queue.filled) == 5  # the 5 anchors were pushed
     loss2, _ = objective(model, batch)
     assert not math.isclose(loss2.item(), loss.item())  # now 2 queue neighbours join the positives
+
+
+def test_avts_batch_negatives_add_the_margin_loss_of_every_cross_item_pairing():
+    from avcli.losses import avts_margin_loss
+
+    labels = {"sync": torch.tensor([1, 0, 1]), "negative": ["none", "hard", "none"]}
+    items = torch.tensor([[0, 0], [1, 1], [2, 5]])  # (video item, audio item) per sample
+    batch = make_batch(b=3, windows=1, items=items, labels=labels)
+    model = TableModel()
+    base = AVTSObjective(AVTS(loss="margin", margin=0.99), dim=4)
+    extended = AVTSObjective(AVTS(loss="margin", margin=0.99, batch_negatives=True), dim=4)
+    plain, _ = base(model, batch)
+    total, stats = extended(model, batch)
+    v, a = model.embed_video(batch.video[:, 0]), model.embed_audio(batch.audio[:, 0])
+    # pairings (i, j) with video item i ≠ audio item j: all but (0, 0) and (1, 1) → 7 of 9
+    vi = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    aj = torch.tensor([1, 2, 0, 2, 0, 1, 2])
+    expected = avts_margin_loss(v[vi], a[aj], torch.zeros(7, dtype=torch.bool), 0.99)
+    assert stats["loss_batch_negatives"] == pytest.approx(expected.item(), abs=1e-6)
+    assert total.item() == pytest.approx(plain.item() + expected.item(), abs=1e-6)

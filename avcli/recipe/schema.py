@@ -293,6 +293,14 @@ class AVTS(Strict):
     )
     margin: float = Field(0.99, gt=0, description="η: negatives are pushed at least this far apart (margin loss)")
     fused_hidden: int = Field(512, ge=1, description="hidden width of the fused classifier")
+    fused_interactions: bool = Field(
+        False, description="fused classifier input concat(v, a, v⊙a, |v−a|) instead of concat(v, a)"
+    )
+    batch_negatives: bool = Field(
+        False,
+        description="also treat every video–audio pairing across two different items of the batch as an easy "
+        "negative (B·(B−1) more negatives per step; without them tiny CPU runs do not leave chance level)",
+    )
     held_out_pairs: int = Field(
         256, ge=0, description="fixed pairs (half positives, negatives half easy, half hard) for sync accuracy"
     )

@@ -131,7 +131,11 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
     if resume_from is not None:
         load_encoders(resume_from / "encoders.safetensors", model, frontend)
         state = load_train_state(resume_from)
-        objective.load_state_dict(state["objective"])
+        if "objective" in state:
+            objective.load_state_dict(state["objective"])
+        elif objective.state_dict():
+            raise UsageError(f"{resume_from}: checkpoint has no {recipe.method.kind} state (written by an older "
+                             "avcli); start a new run directory")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, epoch, samples_seen = state["step"], state["epoch"], state["samples_seen"]

@@ -2,18 +2,20 @@
 
 The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py), as video and audio slots:
   0 main: one speed from `speeds`, maybe reversed → speed and direction classification (both modalities);
+    it is also the video–audio contrastive pair (its video and its own sound, transformed alike);
   1 second: speed 1, forward, not overlapping main → intra-modal order (main, second), and the anchor of the
-    contrastive terms: video–audio (its own audio) and video–video (with slot 2);
-  2 cross: a video clip and an audio window at different times → inter-modal order; its video clip is also the
-    second clip of the video–video pair.
-Extra negatives: slot 1's video played backwards (always) and slot 0's video when it is transformed (another
-speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of past video embeddings.
+    video–video contrastive pair;
+  2 cross: a video clip and an audio window at different times → inter-modal order; its video clip is the
+    positive of the video–video pair.
+Extra negatives: the anchor video played backwards (always), and for video–video the main clip when it is
+transformed (another speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of
+past video embeddings.
 A slot the sampler could not place (item too short) is masked out of the terms that need it.
 
 Across several processes the contrastive terms use every rank's positives (gathered with gradient; ranks may
-hold different numbers of usable rows), each rank's share being its rows' losses over the global row count, and
-the queue takes every rank's anchors, so it stays one queue. The classification terms are per-rank means
-(averaged over ranks by DDP). Heads unused in a step (a weight of 0, too few rows) need DDP's
+hold different numbers of usable video–video pairs), each rank's share being its rows' losses over the global
+row count, and the queue takes every rank's anchors, so it stays one queue. The classification terms are
+per-rank means (averaged over ranks by DDP). Heads unused in a step (a weight of 0, too few rows) need DDP's
 find_unused_parameters, hence `uses_every_parameter = False`.
 """
 
@@ -25,7 +27,7 @@ from torch import nn
 
 from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_rows, contrastive_with_extras,
                           direction_loss, order_loss, speed_loss)
-from avcli.train.distributed import all_gather_with_grad, all_reduce_sum, world_size
+from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 
 MAIN, SECOND, CROSS = 0, 1, 2
@@ -90,79 +92,78 @@ class TemporalObjective(Objective):
         B = fv.shape[0]
         ev = F.normalize(model.video_head(fv.flatten(0, 1)), dim=-1).view(B, fv.shape[1], -1)  # B×W×D
         ea = F.normalize(model.audio_head(fa.flatten(0, 1)), dim=-1).view(B, fa.shape[1], -1)
-        rows = batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND]
         terms, stats = {}, {}
-        if _global_count(rows) < 2:  # decided alike on every rank: the branches below hold collectives
-            return terms, stats
-        extra_neg, neg_mask = None, None
-        if cfg.extra_negatives:  # the anchor clip played backwards; the main clip when it runs at another speed
-            backwards = model.embed_video(batch.video[rows, SECOND].flip(2)).float()
-            transformed = ~self.natural_speed[speed_class[rows]] | reverse[rows].bool()
-            extra_neg = torch.stack([backwards, ev[rows, MAIN]], dim=1)
-            neg_mask = torch.stack([torch.ones_like(transformed), transformed & batch.video_mask[rows, MAIN]], dim=1)
 
         def extras_for(positive: torch.Tensor):
             return self.queue.nearest(positive, cfg.extra_positives) if self.queue is not None else None
 
-        anchor_v, anchor_a = ev[rows, SECOND], ea[rows, SECOND]
+        def backwards(video: torch.Tensor) -> torch.Tensor:  # the same clip played the other way (dim 2 = time)
+            return model.embed_video(video.flip(2)).float()
+
         if world_size() > 1:
-            return self._contrastive_across_ranks(batch, ev, rows, anchor_v, anchor_a, extra_neg, neg_mask,
-                                                  extras_for)
-        if cfg.video_audio:
-            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra_neg, extras_for(anchor_v),
-                                             neg_mask)
+            return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards)
+        if cfg.video_audio:  # the main clip and its own sound: always present, transformed alike
+            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
+            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
+            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v))
             v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
             terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
             with torch.no_grad():
                 stats["xmodal_top1"] = float(((anchor_v @ anchor_a.t()).argmax(1) ==
-                                              torch.arange(len(anchor_v), device=anchor_v.device)).float().mean())
-        pairs = rows & batch.video_mask[:, CROSS]
-        if cfg.video_video and int(pairs.sum()) >= 2:
-            keep = pairs[rows]  # rows of the anchor set that also have a second clip
-            positive = ev[pairs, CROSS]
+                                              torch.arange(B, device=anchor_v.device)).float().mean())
+            if self.queue is not None:
+                self.queue.push(anchor_v.detach())
+        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
+        if cfg.video_video and int(pairs.sum()) >= 2:  # two natural-speed clips of one video
+            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+            extra_neg, neg_mask = None, None
+            if cfg.extra_negatives:  # the anchor reversed; the main clip when it runs at another speed or reversed
+                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
+                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
+                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
             terms["video_video"] = cfg.video_video * contrastive_with_extras(
-                anchor_v[keep], positive, cfg.temperature,
-                None if extra_neg is None else extra_neg[keep], extras_for(positive),
-                None if neg_mask is None else neg_mask[keep],
-            )
-        if self.queue is not None:
-            self.queue.push(anchor_v.detach())
+                anchor, positive, cfg.temperature, extra_neg, extras_for(positive), neg_mask)
+            if self.queue is not None and not cfg.video_audio:
+                self.queue.push(anchor.detach())
         return terms, stats
 
-    def _contrastive_across_ranks(self, batch, ev, rows, anchor_v, anchor_a, extra_neg, neg_mask, extras_for):
-        """The contrastive terms with every rank's positives; a rank's share is Σ_local L_i · W / N_global, so the
-        ranks' shares average to the one-process mean over the global batch."""
+    def _contrastive_across_ranks(self, batch, ev, ea, speed_class, reverse, extras_for, backwards):
+        """`_contrastive` with every rank's positives: a rank's share of a term is Σ_local L_i · W / N_global, so
+        the shares average to the one-process mean over the global batch. Every branch that holds a collective
+        is decided alike on all ranks."""
         cfg, world = self.cfg, world_size()
         terms, stats = {}, {}
-        anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=False)
         if cfg.video_audio:
-            anchor_a_all, _ = all_gather_with_grad(anchor_a, same_size=False)
+            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
+            anchor_v_all, offset = all_gather_with_grad(anchor_v)
+            anchor_a_all, _ = all_gather_with_grad(anchor_a)
             n = anchor_v_all.shape[0]
-            a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra_neg,
-                                      extras_for(anchor_v), neg_mask).sum() * world / n
-            v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature).sum() * world / n
-            terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
+            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
+            a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v))
+            v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
+            terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v.sum() + v_to_a.sum()) * world / n
             with torch.no_grad():
                 sim = anchor_v_all.detach() @ anchor_a_all.detach().t()
                 stats["xmodal_top1"] = float((sim.argmax(1) == torch.arange(n, device=sim.device)).float().mean())
-        pairs = rows & batch.video_mask[:, CROSS]
+            if self.queue is not None:
+                self.queue.push(anchor_v_all.detach())
+        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
         if cfg.video_video and _global_count(pairs) >= 2:
-            keep = pairs[rows]
-            positive = ev[pairs, CROSS]
-            positive_all, pair_offset = all_gather_with_grad(positive, same_size=False)
-            losses = contrastive_rows(
-                anchor_v[keep], positive_all, pair_offset, cfg.temperature,
-                None if extra_neg is None else extra_neg[keep], extras_for(positive),
-                None if neg_mask is None else neg_mask[keep],
-            )
+            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+            positive_all, offset = all_gather_with_grad(positive, same_size=False)
+            extra_neg, neg_mask = None, None
+            if cfg.extra_negatives:
+                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
+                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
+                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+            losses = contrastive_rows(anchor, positive_all, offset, cfg.temperature, extra_neg, extras_for(positive),
+                                      neg_mask)
             terms["video_video"] = cfg.video_video * losses.sum() * world / positive_all.shape[0]
-        if self.queue is not None:
-            self.queue.push(anchor_v_all.detach())
+            if self.queue is not None and not cfg.video_audio:
+                self.queue.push(all_gather(anchor, same_size=False))
         return terms, stats
 
 
 def _global_count(mask: torch.Tensor) -> int:
     """True entries of `mask` over every rank."""
-    if world_size() == 1:
-        return int(mask.sum())
     return int(all_reduce_sum(mask.sum().reshape(1).long()).item())
