@@ -113,3 +113,21 @@ def test_sigterm_on_one_rank_stops_both_at_the_same_step_and_torchrun_resumes(sm
     got, expected = _losses(tmp_path / "run"), _losses(tmp_path / "straight")
     assert [s for s, _ in got] == list(range(1, 7))
     assert [loss for _, loss in got] == pytest.approx([loss for _, loss in expected], abs=1e-5)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_losses(small_world, tmp_path):
+    """SIGKILL leaves no chance to checkpoint: the rerun continues from the last periodic checkpoint, drops the
+    metrics lines logged after it, and logs the losses of an uninterrupted run."""
+    pretrain(recipe_from_dict(tiny_recipe_dict(small_world, tmp_path / "straight", steps=8, checkpoint_every=2)))
+    recipe = _write(tiny_recipe_dict(small_world, tmp_path / "run", steps=8, checkpoint_every=2), tmp_path / "r.yaml")
+    command = [sys.executable, "-m", "avcli", "pretrain", str(recipe), "--resume", "auto"]
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_steps(tmp_path / "run", [proc], steps=3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got, expected = _losses(tmp_path / "run"), _losses(tmp_path / "straight")
+    assert [s for s, _ in got] == list(range(1, 9))
+    assert [loss for _, loss in got] == pytest.approx([loss for _, loss in expected], abs=1e-5)
