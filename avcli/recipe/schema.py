@@ -367,15 +367,45 @@ class KNNHealth(Strict):
 class Training(Strict):
     epochs: Optional[int] = Field(None, ge=1, description="length in passes over the catalog (or set steps)")
     steps: Optional[int] = Field(None, ge=1, description="length in optimiser steps (or set epochs)")
-    batch_size: int = Field(32, ge=2, description="clips per step (per process)")
+    batch_size: int = Field(32, ge=2, description="clips per micro-batch and process (global batch: × processes × "
+                            "grad_accum_steps)")
     workers: int = Field(2, ge=0, description="data-loader worker processes")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto picks CUDA when present")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on CPU too (no pure fp16)"
+    )
     seed: int = 0
     log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (one is always written at the end)")
     keep_last_n: int = Field(3, ge=1, description="checkpoints kept on disk")
     knn: Optional[KNNHealth] = Field(None, description="online kNN health metric (knn_video, knn_audio)")
+    grad_accum_steps: int = Field(
+        1, ge=1, description="micro-batches per optimiser step; global batch = batch_size × processes × this"
+    )
+    grad_clip: Optional[float] = Field(None, gt=0, description="clip the global gradient norm to this (grad_norm is "
+                                       "logged); None: no clipping")
+    max_nonfinite_steps: int = Field(
+        5, ge=1, description="a step whose loss or gradient is not finite is skipped and counted (nonfinite_steps in "
+        "metrics.jsonl); this many in a row stop training with an error"
+    )
+    channels_last: bool = Field(
+        False, description="channels_last_3d (video) / channels_last (audio) memory format; try it on recent GPUs with "
+        "bf16, where cuDNN's fastest convolutions want it"
+    )
+    compile: bool = Field(False, description="torch.compile the encoders (the first steps are slow while it compiles)")
+    deterministic: bool = Field(
+        False, description="deterministic kernels only: a resumed run repeats an uninterrupted one bit for bit (CPU; "
+        "on CUDA a few kernels only warn); slower on GPU"
+    )
+    sync_batchnorm: bool = Field(
+        True, description="with several processes, batch-norm statistics over the global batch (as one process "
+        "computes them); false: per-process statistics, no extra communication"
+    )
+    dist_timeout_s: float = Field(
+        600.0, gt=0, description="seconds a process waits for the others in a collective before the job fails"
+    )
+    tensorboard: bool = Field(False, description="also write RUN/tensorboard/ event files (needs the tensorboard "
+                              "package)")
 
     @model_validator(mode="after")
     def _length(self):

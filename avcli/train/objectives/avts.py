@@ -5,6 +5,10 @@ labels["sync"] says whether they are aligned, labels["negative"] what kind of ne
 curriculum of easy → easy + hard negatives lives in the sampler). Two losses: the contrastive margin loss on
 L2-normalised embeddings (a pair is called in sync when ‖v − a‖ < η/2), or a fused classifier on the
 concatenated embeddings with binary cross-entropy (in sync when its logit > 0).
+
+Across several processes the sampled pairs are each rank's own (per-rank means, averaged by DDP); the batch
+negatives pair each rank's videos with every rank's sounds (gathered with gradient), and a rank's share is its
+pairs' mean scaled by its part of the global pair count — the one-process loss of the global batch.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from avcli.losses import FusedSyncClassifier, avts_margin_loss, fused_sync_loss
+from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 from avcli.train.objectives.xid import embed_pair
 
@@ -38,7 +43,11 @@ class AVTSObjective(Objective):
         else:
             loss = fused_sync_loss(logits, positive)
         stats = sync_stats(predicted.detach(), positive, batch.labels["negative"])
-        if self.cfg.batch_negatives:
+        if self.cfg.batch_negatives and world_size() > 1:
+            extra = self._batch_negative_loss_across_ranks(v, a, batch.items[:, 0], batch.items[:, 1])
+            stats["loss_batch_negatives"] = float(extra.detach())
+            loss = loss + extra
+        elif self.cfg.batch_negatives:
             extra = self._batch_negative_loss(v, a, batch.items[:, 0], batch.items[:, 1])
             stats["loss_batch_negatives"] = float(extra.detach())
             loss = loss + extra
@@ -55,6 +64,21 @@ class AVTSObjective(Objective):
         if self.classifier is None:
             return avts_margin_loss(v[vi], a[aj], negative, self.cfg.margin)
         return fused_sync_loss(self.classifier(v[vi], a[aj]), negative)
+
+    def _batch_negative_loss_across_ranks(self, v, a, video_items, audio_items) -> torch.Tensor:
+        """This rank's videos against every rank's sounds; the pair mean scaled by this rank's share of all pairs."""
+        a_all, _ = all_gather_with_grad(a)
+        pairs = video_items[:, None] != all_gather(audio_items)[None, :]
+        vi, aj = torch.nonzero(pairs, as_tuple=True)
+        total = int(all_reduce_sum(torch.tensor([vi.numel()], device=v.device)).item())
+        if vi.numel() == 0:
+            return (v.sum() + a_all.sum()) * 0.0  # still part of the graph: the gather's backward pairs up
+        negative = torch.zeros(vi.numel(), dtype=torch.bool, device=v.device)
+        if self.classifier is None:
+            mean = avts_margin_loss(v[vi], a_all[aj], negative, self.cfg.margin)
+        else:
+            mean = fused_sync_loss(self.classifier(v[vi], a_all[aj]), negative)
+        return mean * vi.numel() * world_size() / total
 
     @torch.no_grad()
     def held_out_stats(self, model, batch: TrainBatch, chunk: int = 64) -> dict:

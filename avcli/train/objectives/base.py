@@ -36,7 +36,14 @@ class TrainBatch:
 
 
 class Objective(nn.Module):
-    """`forward(model, batch)` → (scalar loss, {health metric: float}) for one training step."""
+    """`forward(model, batch)` → (scalar loss, {health metric: float}) for one training step.
+
+    With several processes, `forward` returns this rank's share of the loss (the shares average to the loss of
+    the global batch, as DDP averages gradients) and health figures of the global batch or of this rank's rows
+    (the loop averages them over ranks). `uses_every_parameter = False` tells DDP that some of the model's or
+    the objective's parameters may get no gradient in a step (find_unused_parameters)."""
+
+    uses_every_parameter = True
 
     def forward(self, model: nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError

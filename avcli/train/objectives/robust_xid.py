@@ -6,6 +6,10 @@ recomputed at every epoch start from the rows visited so far, or an EMA of batch
 soft-target estimators compare against. Weights and targets start after `start_epoch` (before it the bank holds
 random rows, whose agreement says nothing). Where the catalog knows which pairs are faulty (the synthetic world
 does), the mean weight of faulty and of clean pairs is reported: the health figure of the method.
+
+Across several processes every rank gathers the batch of all ranks (embeddings with gradient, item indices),
+computes weights, statistics and soft targets on that global batch exactly as one process would, takes its own
+rows' share of the loss, and updates its bank with every rank's embeddings — so all ranks keep one bank.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import torch
 
 from avcli.losses import (MemoryBank, faulty_positive_weights, retrieval_accuracy, robust_xid_loss,
-                          soft_target_pair)
+                          robust_xid_rows, soft_target_pair)
+from avcli.train.distributed import all_gather, all_gather_with_grad, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 from avcli.train.objectives.xid import embed_pair
 
@@ -69,32 +74,52 @@ class RobustXIDObjective(Objective):
     def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
         v, a = embed_pair(model, batch)
         index = batch.items[:, 0]
+        # one process: the batch is the global batch; several: every rank's rows, in rank order
+        distributed = world_size() > 1
+        v_all, offset = all_gather_with_grad(v) if distributed else (v, 0)
+        a_all, _ = all_gather_with_grad(a) if distributed else (a, 0)
+        index_all = all_gather(index) if distributed else index
         epoch = int(self.epoch)
-        stats = {"xmodal_top1": retrieval_accuracy(v.detach(), a.detach())}
+        stats = {"xmodal_top1": retrieval_accuracy(v_all.detach(), a_all.detach())}
 
         weights = None
         w_cfg = self.cfg.weights
         if w_cfg is not None:
-            s = self.agreement(index).to(v.dtype)
-            if w_cfg.statistics == "ema" and bool(self.visited[index].all()):
+            s = self.agreement(index_all).to(v.dtype)
+            if w_cfg.statistics == "ema" and bool(self.visited[index_all].all()):
                 self._ema_update(s)
             if epoch >= w_cfg.start_epoch and bool(self.stats_ready):
                 weights = self.weights_for(s)
                 stats["weight_mean"] = float(weights.mean())
-                stats.update(self._faulty_split(weights, index, "weight"))
+                stats.update(self._faulty_split(weights, index_all, "weight"))
 
         targets = None
         t_cfg = self.cfg.soft_targets
         if t_cfg is not None and epoch >= t_cfg.start_epoch:
-            v_bank, a_bank = self.banks.bank("video")[index], self.banks.bank("audio")[index]
-            targets = soft_target_pair(t_cfg.estimator, v, a, v_bank.to(v.dtype), a_bank.to(v.dtype),
+            v_bank, a_bank = self.banks.bank("video")[index_all], self.banks.bank("audio")[index_all]
+            targets = soft_target_pair(t_cfg.estimator, v_all, a_all, v_bank.to(v.dtype), a_bank.to(v.dtype),
                                        lam=t_cfg.lam, tau_s=t_cfg.tau_s, tau_t=t_cfg.tau_t)
             stats["target_self"] = float(targets[0].diagonal().mean())  # weight left on the true pair
 
-        loss = robust_xid_loss(v, a, self.cfg.temperature, weights=weights, targets=targets)
-        self.banks.update(index, {"video": v.detach(), "audio": a.detach()}, self.cfg.bank_momentum)
-        self.visited[index] = True
+        if distributed:
+            loss = self._local_share(v, a, v_all, a_all, offset, weights, targets)
+        else:
+            loss = robust_xid_loss(v, a, self.cfg.temperature, weights=weights, targets=targets)
+        self.banks.update(index_all, {"video": v_all.detach(), "audio": a_all.detach()}, self.cfg.bank_momentum)
+        self.visited[index_all] = True
         return loss, stats
+
+    def _local_share(self, v, a, v_all, a_all, offset, weights, targets) -> torch.Tensor:
+        """This rank's share: DDP averages the ranks' gradients, so the shares must average to the global loss
+        Σ_i w_i·L_i / Σ_i w_i (sums over the global batch) — hence W·Σ_local w_i·L_i / Σ_global w_i."""
+        rows = slice(offset, offset + v.shape[0])
+        local_targets = None if targets is None else (targets[0][rows], targets[1][rows])
+        per_pair = robust_xid_rows(v, a, v_all, a_all, offset, self.cfg.temperature, local_targets)
+        if weights is None:
+            return per_pair.mean()
+        w = weights.detach().to(per_pair.dtype)
+        total = w.sum().clamp(min=torch.finfo(per_pair.dtype).tiny)
+        return world_size() * (w[rows] * per_pair).sum() / total
 
     # ------------------------------------------------------------------ health
 

@@ -11,6 +11,12 @@ Extra negatives: the anchor video played backwards (always), and for video–vid
 transformed (another speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of
 past video embeddings.
 A slot the sampler could not place (item too short) is masked out of the terms that need it.
+
+Across several processes the contrastive terms use every rank's positives (gathered with gradient; ranks may
+hold different numbers of usable video–video pairs), each rank's share being its rows' losses over the global
+row count, and the queue takes every rank's anchors, so it stays one queue. The classification terms are
+per-rank means (averaged over ranks by DDP). Heads unused in a step (a weight of 0, too few rows) need DDP's
+find_unused_parameters, hence `uses_every_parameter = False`.
 """
 
 from __future__ import annotations
@@ -19,14 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_with_extras, direction_loss,
-                          order_loss, speed_loss)
+from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_rows, contrastive_with_extras,
+                          direction_loss, order_loss, speed_loss)
+from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 
 MAIN, SECOND, CROSS = 0, 1, 2
 
 
 class TemporalObjective(Objective):
+    uses_every_parameter = False
+
     def __init__(self, cfg, speeds: tuple[int, ...], video_dim: int, audio_dim: int, embed_dim: int, num_items: int):
         super().__init__()
         self.cfg = cfg
@@ -91,6 +100,8 @@ class TemporalObjective(Objective):
         def backwards(video: torch.Tensor) -> torch.Tensor:  # the same clip played the other way (dim 2 = time)
             return model.embed_video(video.flip(2)).float()
 
+        if world_size() > 1:
+            return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards)
         if cfg.video_audio:  # the main clip and its own sound: always present, transformed alike
             anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
             extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
@@ -115,3 +126,44 @@ class TemporalObjective(Objective):
             if self.queue is not None and not cfg.video_audio:
                 self.queue.push(anchor.detach())
         return terms, stats
+
+    def _contrastive_across_ranks(self, batch, ev, ea, speed_class, reverse, extras_for, backwards):
+        """`_contrastive` with every rank's positives: a rank's share of a term is Σ_local L_i · W / N_global, so
+        the shares average to the one-process mean over the global batch. Every branch that holds a collective
+        is decided alike on all ranks."""
+        cfg, world = self.cfg, world_size()
+        terms, stats = {}, {}
+        if cfg.video_audio:
+            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
+            anchor_v_all, offset = all_gather_with_grad(anchor_v)
+            anchor_a_all, _ = all_gather_with_grad(anchor_a)
+            n = anchor_v_all.shape[0]
+            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
+            a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v))
+            v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
+            terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v.sum() + v_to_a.sum()) * world / n
+            with torch.no_grad():
+                sim = anchor_v_all.detach() @ anchor_a_all.detach().t()
+                stats["xmodal_top1"] = float((sim.argmax(1) == torch.arange(n, device=sim.device)).float().mean())
+            if self.queue is not None:
+                self.queue.push(anchor_v_all.detach())
+        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
+        if cfg.video_video and _global_count(pairs) >= 2:
+            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+            positive_all, offset = all_gather_with_grad(positive, same_size=False)
+            extra_neg, neg_mask = None, None
+            if cfg.extra_negatives:
+                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
+                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
+                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+            losses = contrastive_rows(anchor, positive_all, offset, cfg.temperature, extra_neg, extras_for(positive),
+                                      neg_mask)
+            terms["video_video"] = cfg.video_video * losses.sum() * world / positive_all.shape[0]
+            if self.queue is not None and not cfg.video_audio:
+                self.queue.push(all_gather(anchor, same_size=False))
+        return terms, stats
+
+
+def _global_count(mask: torch.Tensor) -> int:
+    """True entries of `mask` over every rank."""
+    return int(all_reduce_sum(mask.sum().reshape(1).long()).item())
