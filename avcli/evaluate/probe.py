@@ -50,6 +50,8 @@ def probe_split(encoders: EvalEncoders, task: Task, modalities: tuple[str, ...],
     if not train or not test:
         raise UsageError(f"task {task.name} split {task.split_id} needs train and test files (got {len(train)} and "
                          f"{len(test)}); check the data root and the split files")
+    if settings.protocol == "svm" and tuple(modalities) != ("audio",):
+        raise UsageError("--protocol svm is the audio protocol; use --modality audio")
     sampling = settings.sampling
     if encoders.checkpoint == "random" or not bool(encoders.frontend.fitted):
         fit_frontend_on(encoders, task, audio_seconds=sampling.audio_seconds)

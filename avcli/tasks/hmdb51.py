@@ -13,7 +13,7 @@ from pathlib import Path
 from avcli.data.layouts import HMDB51Layout
 from avcli.tasks.base import FinetuneSchedule, Task
 from avcli.tasks.files import require_folder
-from avcli.tasks.ucf101 import listed_videos_task
+from avcli.tasks.official_splits import listed_videos_task
 
 LAYOUT = "<root>/<class>/<video>.avi, split files in <root>/testTrainMulti_7030_splits or beside the root"
 
