@@ -289,6 +289,11 @@ class VGGSoundLayout(Layout):
                 )
             self.rows[key] = (label, split)
 
+    @staticmethod
+    def key_of(path: Path) -> tuple[str, int] | None:
+        """(youtube id, start second) from a clip's file name, the key of `rows`; None for other names."""
+        return _vggsound_name(Path(path).stem)
+
     def annotate(self, path: Path) -> dict:
         parsed = _vggsound_name(Path(path).stem)
         if parsed is None:

@@ -45,14 +45,15 @@ def by_stem(files: list[Path]) -> dict[str, Path]:
 
 
 def check_present(
-    task: str, root: Path, listed: list[str], missing: list[str], source: str, allow_missing: bool
+    task: str, root: Path, listed: list[str], missing: list[str], source: str, allow_missing: bool,
+    what: str = "files",
 ) -> int:
-    """Raise (or, with `allow_missing`, warn) when some of the `listed` files named in `source` are not on disk;
-    returns how many are missing."""
+    """Raise (or, with `allow_missing`, warn) when some of the `listed` files (or other `what`) named in `source`
+    are not on disk; returns how many are missing."""
     if not missing:
         return 0
     found = len(listed) - len(missing)
-    summary = (f"{root}: {found} of the {len(listed)} {task} files listed in {source} are present "
+    summary = (f"{root}: {found} of the {len(listed)} {task} {what} listed in {source} are present "
                f"(first missing: {', '.join(missing[:3])})")
     if found == 0:
         raise UsageError(f"{summary}; point --data-root at the {task} data")

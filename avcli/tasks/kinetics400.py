@@ -35,8 +35,8 @@ def load_kinetics400(root: Path, meta: Path | None = None, allow_missing: bool =
         classes = sorted({a["label"] for _, a in annotated})
     have = {a["label"] for _, a in annotated}
     missing = [f"train/{label.replace(' ', '_')}/" for label in classes if label not in have]
-    n_missing = check_present("Kinetics-400 class folders", root, classes, missing, str(label_map or root),
-                              allow_missing)
+    n_missing = check_present("Kinetics-400", root, classes, missing, str(label_map or root), allow_missing,
+                              what="class folders")
     index = {label: i for i, label in enumerate(classes)}
     videos = [TaskVideo(str(path), index[a["label"]], "train" if a["split"] == "train" else "test")
               for path, a in annotated if a["split"] in ("train", evaluation)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avcli.data.layouts import VGGSoundLayout, _vggsound_name
+from avcli.data.layouts import VGGSoundLayout
 from avcli.errors import UsageError
 from avcli.log import get_logger
 from avcli.tasks.base import Task, TaskVideo
@@ -33,7 +33,7 @@ def load_vggsound(root: Path, meta: Path | None = None, allow_missing: bool = Fa
     index = {label: i for i, label in enumerate(classes)}
     videos, seen = [], set()
     for path in media_files(root, MEDIA_EXTENSIONS):
-        key = _vggsound_name(path.stem)
+        key = layout.key_of(path)
         if key is None or key not in layout.rows or key in seen:
             continue
         seen.add(key)
