@@ -55,7 +55,7 @@ def run(argv: list[str] | None = None) -> int:
     except AvcliError as exc:
         if os.environ.get("AVCLI_DEBUG"):
             traceback.print_exc()
-        sys.stderr.write(f"avcli: error: {exc}\n")
+        sys.stderr.write(f"avcli: error: {_rank_prefix()}{exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("avcli: interrupted\n")
@@ -77,6 +77,14 @@ def run(argv: list[str] | None = None) -> int:
             f"avcli: internal error: {type(exc).__name__}: {exc} (rerun with AVCLI_DEBUG=1 for the traceback)\n"
         )
         return EXIT_FAILURE
+
+
+def _rank_prefix() -> str:
+    """"[rank R] " in a job of several processes (torchrun/srun merge their logs), else nothing."""
+    from avcli.train.launch import launch_env
+
+    env = launch_env()
+    return f"[rank {env.rank}] " if env.world_size > 1 else ""
 
 
 def main() -> None:

@@ -66,9 +66,10 @@ class _NoProgress:
 
 
 @contextmanager
-def progress(transient: bool = True) -> Iterator:
-    """A rich Progress on stderr when it is a terminal, otherwise an object with the same methods doing nothing."""
-    if not sys.stderr.isatty():
+def progress(transient: bool = True, enabled: bool = True) -> Iterator:
+    """A rich Progress on stderr when it is a terminal (and `enabled`: one bar per job, not per process),
+    otherwise an object with the same methods doing nothing."""
+    if not enabled or not sys.stderr.isatty():
         yield _NoProgress()
         return
     from rich.console import Console

@@ -25,11 +25,12 @@ def test_each_verb_has_its_own_help(verb, capsys):
     assert f"avcli {verb}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("verb", ["retrieve", "fingerprint"])
-def test_unbuilt_verbs_say_so_and_exit_2(verb, capsys):
-    assert run([verb, "anything", "--flag"]) == 2
-    captured = capsys.readouterr()
-    assert "not implemented yet" in captured.err and captured.out == ""
+def test_fingerprint_lists_its_subcommands(capsys):
+    assert run(["fingerprint", "--help"]) == 0
+    out = capsys.readouterr().out
+    for sub in ("index", "query", "eval", "dedup"):
+        assert sub in out
+    assert run(["fingerprint", "no-such-subcommand"]) == 2
 
 
 def test_unknown_option_is_a_usage_error(capsys):

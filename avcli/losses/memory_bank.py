@@ -219,6 +219,7 @@ def cross_modal_bank_loss(
     form: str = "nce",
     z_v: float | torch.Tensor | PartitionEstimate | None = None,
     z_a: float | torch.Tensor | PartitionEstimate | None = None,
+    negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """½(v→a + a→v) against the memory banks; returns a scalar.
 
@@ -227,6 +228,9 @@ def cross_modal_bank_loss(
     excluding self) serves both directions, as in the reference. `form` is "nce" (constant-Z NCE; `z_v` is the
     partition estimate of the v→a term, `z_a` of the a→v term; `z_a` defaults to `z_v`, one shared estimate
     initialised by the v→a scores as in the reference) or "softmax" (InfoNCE over positive + K negatives).
+
+    `negatives` (B×K item indices) replaces the draw: several processes draw the negatives of the whole batch
+    from one shared generator and each passes its own rows, so they score what one process would.
 
     The banks are read, never written: update them (`MemoryBank.update`) after this call, with the same
     batch's detached embeddings.
@@ -246,7 +250,12 @@ def cross_modal_bank_loss(
     if z_a is None:
         z_a = z_v
     index = index.to(bank_a.device).long()
-    negatives = sample_negatives(index, bank_a.shape[0], k, generator)
+    if negatives is None:
+        negatives = sample_negatives(index, bank_a.shape[0], k, generator)
+    elif negatives.shape != (v.shape[0], k):
+        raise ValueError(f"negatives must have shape ({v.shape[0]}, {k}), got {tuple(negatives.shape)}")
+    else:
+        negatives = negatives.to(index.device).long()
     pos_va, neg_va = bank_logits(v, bank_a, index, negatives, temperature)
     pos_av, neg_av = bank_logits(a, bank_v, index, negatives, temperature)
     if form == "softmax":

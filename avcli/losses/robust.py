@@ -255,3 +255,22 @@ def robust_xid_loss(v: torch.Tensor, a: torch.Tensor, temperature: float, weight
     if weights.shape != (n,):
         raise ValueError(f"weights must have shape ({n},), got {tuple(weights.shape)}")
     return weighted_mean(per_pair, weights)
+
+
+def robust_xid_rows(v: torch.Tensor, a: torch.Tensor, v_all: torch.Tensor, a_all: torch.Tensor, offset: int,
+                    temperature: float, targets: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """Per-pair losses L_i = ½·(CE_i^{v→a} + CE_i^{a→v}) of the local rows `v`, `a` (B×D) when the batch is spread
+    over several processes: candidates are the whole batch `v_all`, `a_all` (N×D, local rows at `offset`);
+    `targets` None (one-hot at offset+i) or the local rows (y_va, y_av), each B×N, of `soft_target_pair` computed
+    on the whole batch. Returns B losses; the caller averages or weights them as `robust_xid_loss` does."""
+    if v.shape != a.shape or v.dim() != 2 or v_all.shape != a_all.shape or v_all.shape[1:] != v.shape[1:]:
+        raise ValueError(f"robust_xid_rows expects B×D local and N×D global tensors, got {tuple(v.shape)}, "
+                         f"{tuple(a.shape)}, {tuple(v_all.shape)}, {tuple(a_all.shape)}")
+    logits_va = v @ a_all.t() / temperature
+    logits_av = a @ v_all.t() / temperature
+    if targets is None:
+        labels = torch.arange(v.shape[0], device=v.device) + offset
+        return 0.5 * (F.cross_entropy(logits_va, labels, reduction="none")
+                      + F.cross_entropy(logits_av, labels, reduction="none"))
+    y_va, y_av = targets
+    return 0.5 * (_soft_xent_rows(logits_va, y_va) + _soft_xent_rows(logits_av, y_av))

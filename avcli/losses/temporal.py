@@ -63,6 +63,7 @@ def contrastive_with_extras(
     temperature: float,
     extra_negatives: torch.Tensor | None = None,
     extra_positives: torch.Tensor | None = None,
+    extra_negative_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE of `anchor` (B×D) against `positive` (B×D; row i is i's positive, other rows negatives), with
     optional per-sample extra negatives (B×M×D: e.g. the same clip at a wrong speed or reversed) and extra
@@ -71,13 +72,17 @@ def contrastive_with_extras(
     With positives P_i = {positive_i} ∪ extra_positives_i and the candidate set C_i = all batch positives ∪
     extra negatives_i ∪ extra positives_i, the loss is the multi-positive form
         L_i = −log( Σ_{p∈P_i} exp(a_i·p/τ) / Σ_{c∈C_i} exp(a_i·c/τ) ),
-    averaged over i. Without extras it is one direction of `infonce`.
+    averaged over i. Without extras it is one direction of `infonce`. `extra_negative_mask` (B×M bool) keeps
+    only the extra negatives marked True (a sample may have fewer real ones than M).
     """
     logits = [anchor @ positive.t() / temperature]  # B×B; diagonal = positives
     batch = anchor.shape[0]
     positive_mask = [torch.eye(batch, dtype=torch.bool, device=anchor.device)]
     if extra_negatives is not None:
-        logits.append(torch.einsum("bd,bmd->bm", anchor, extra_negatives) / temperature)
+        extra = torch.einsum("bd,bmd->bm", anchor, extra_negatives) / temperature
+        if extra_negative_mask is not None:
+            extra = extra.masked_fill(~extra_negative_mask.bool(), float("-inf"))
+        logits.append(extra)
         positive_mask.append(torch.zeros(batch, extra_negatives.shape[1], dtype=torch.bool, device=anchor.device))
     if extra_positives is not None:
         logits.append(torch.einsum("bd,bpd->bp", anchor, extra_positives) / temperature)
@@ -117,3 +122,35 @@ class FeatureQueue(nn.Module):
         stored = self.features[:filled]
         top = (query.detach() @ stored.t()).topk(k, dim=1).indices
         return stored[top]
+
+
+def contrastive_rows(
+    anchor: torch.Tensor,
+    positives_all: torch.Tensor,
+    offset: int,
+    temperature: float,
+    extra_negatives: torch.Tensor | None = None,
+    extra_positives: torch.Tensor | None = None,
+    extra_negative_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`contrastive_with_extras` for local rows when the batch is spread over several processes: the B local
+    anchors score against the positives of the whole batch (`positives_all`, N×D, row offset+i is anchor i's
+    positive) plus their own extras. Returns the B per-row losses (the caller divides their sum by the global
+    number of rows)."""
+    batch, total = anchor.shape[0], positives_all.shape[0]
+    logits = [anchor @ positives_all.t() / temperature]
+    own = torch.zeros(batch, total, dtype=torch.bool, device=anchor.device)
+    own[torch.arange(batch, device=anchor.device), torch.arange(batch, device=anchor.device) + offset] = True
+    positive_mask = [own]
+    if extra_negatives is not None:
+        extra = torch.einsum("bd,bmd->bm", anchor, extra_negatives) / temperature
+        if extra_negative_mask is not None:
+            extra = extra.masked_fill(~extra_negative_mask.bool(), float("-inf"))
+        logits.append(extra)
+        positive_mask.append(torch.zeros(batch, extra_negatives.shape[1], dtype=torch.bool, device=anchor.device))
+    if extra_positives is not None:
+        logits.append(torch.einsum("bd,bpd->bp", anchor, extra_positives) / temperature)
+        positive_mask.append(torch.ones(batch, extra_positives.shape[1], dtype=torch.bool, device=anchor.device))
+    all_logits = torch.cat(logits, dim=1)
+    mask = torch.cat(positive_mask, dim=1)
+    return torch.logsumexp(all_logits, dim=1) - torch.logsumexp(all_logits.masked_fill(~mask, float("-inf")), dim=1)

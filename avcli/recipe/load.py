@@ -105,7 +105,13 @@ def _semantic_problems(recipe: Recipe) -> list[tuple[str, str]]:
 
 
 # which samplers produce the samples each method's objective expects
-METHOD_SAMPLERS = {"xid": ("uniform", "hierarchical"), "avts": ("sync_pairs",)}
+METHOD_SAMPLERS = {
+    "xid": ("uniform", "hierarchical"),
+    "robust_xid": ("uniform", "hierarchical"),
+    "avts": ("sync_pairs",),
+    "temporal": ("temporal",),
+    "movies": ("hierarchical",),
+}
 
 
 def _resolve_paths(recipe: Recipe) -> Recipe:

@@ -220,24 +220,123 @@ class Model(Strict):
 # --------------------------------------------------------------------------------------------- method
 
 
+class MemoryBankNegatives(Strict):
+    """AVID's memory-bank variant (METHODS.md §1): one bank per modality with a row per catalog item (sized from
+    the catalog when training starts), K negatives drawn uniformly excluding self, momentum update after scoring."""
+
+    negatives: int = Field(1024, ge=1, description="K: bank negatives per query (capped at the number of items − 1)")
+    momentum: float = Field(0.5, ge=0, le=1, description="m: bank[i] ← normalize(m·bank[i] + (1−m)·f_i)")
+    loss: Literal["nce", "softmax"] = Field(
+        "nce", description="nce: NCE with a constant partition estimate Z (first batch, then frozen); softmax: InfoNCE"
+    )
+
+
 class XID(Strict):
-    """Cross-modal instance discrimination (METHODS.md §1), in-batch symmetric InfoNCE."""
+    """Cross-modal instance discrimination (METHODS.md §1): symmetric InfoNCE with in-batch negatives, or
+    AVID's memory-bank NCE when `memory_bank` is set."""
 
     kind: Literal["xid"] = "xid"
-    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the InfoNCE logits")
+    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the logits")
+    memory_bank: Optional[MemoryBankNegatives] = Field(None, description="None: in-batch negatives")
+
+
+class FaultyPositiveWeights(Strict):
+    """Robust-xID faulty positives (METHODS.md §2): w_i = w_min + (1 − w_min)·Φ((s_i − (μ + δσ)) / (σ√κ))."""
+
+    delta: float = Field(0.0, description="δ: threshold shift in units of σ")
+    kappa: float = Field(0.5, gt=0, description="κ: sharpness of the soft threshold")
+    w_min: float = Field(0.25, ge=0, le=1, description="w_min: weight of the least trusted pairs")
+    statistics: Literal["bank", "ema"] = Field(
+        "bank",
+        description="μ, σ of the agreement s: over the whole memory bank, recomputed each epoch, or an EMA of "
+        "batch statistics",
+    )
+    ema_momentum: float = Field(0.99, ge=0, lt=1, description="EMA momentum when statistics is ema")
+    start_epoch: int = Field(
+        1, ge=0, description="epochs of plain xID before weighting (the bank holds only random rows before epoch 1)"
+    )
+
+
+class SoftTargets(Strict):
+    """Robust-xID faulty negatives (METHODS.md §2): y_ij = (1−λ)·1[i=j] + λ·S_ij."""
+
+    estimator: Literal["bootstrap", "swapped", "cycle"] = Field("cycle", description="how S is estimated")
+    lam: float = Field(0.5, ge=0, le=1, description="λ: weight of the estimated targets")
+    tau_s: float = Field(0.02, gt=0, description="τ_s: temperature of the similarity term of S")
+    tau_t: float = Field(0.07, gt=0, description="τ_t: temperature of the agreement terms (cycle)")
+    start_epoch: int = Field(1, ge=0, description="epochs of one-hot targets first (bank features are random before)")
+
+
+class RobustXID(Strict):
+    """Robust cross-modal instance discrimination (Morgado et al. 2021, METHODS.md §2): in-batch xID whose pairs
+    are weighted by their agreement (faulty positives) and whose targets are softened (faulty negatives). A
+    memory bank of momentum-averaged embeddings (one row per catalog item) supplies the agreement s_i = v̄_i·ā_i,
+    its statistics and the bank features v̄, ā of the soft-target estimators."""
+
+    kind: Literal["robust_xid"] = "robust_xid"
+    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the logits")
+    bank_momentum: float = Field(0.5, ge=0, le=1, description="m of the feature bank update")
+    weights: Optional[FaultyPositiveWeights] = Field(FaultyPositiveWeights(), description="None: every pair weight 1")
+    soft_targets: Optional[SoftTargets] = Field(SoftTargets(), description="None: one-hot targets")
 
 
 class AVTS(Strict):
     """Audio-visual temporal synchronisation (Korbar et al. 2018, METHODS.md §3): are this video clip and this
-    audio window in sync? Contrastive margin loss on L2-normalised embeddings; needs `data.sampler.kind:
-    sync_pairs`, whose `switch_epoch` and `hard_fraction` are the curriculum."""
+    audio window in sync? Needs `data.sampler.kind: sync_pairs`, whose `switch_epoch` and `hard_fraction` are the
+    curriculum."""
 
     kind: Literal["avts"] = "avts"
-    loss: Literal["margin"] = Field("margin", description="contrastive margin loss (the fused classifier is not built yet)")
-    margin: float = Field(0.99, gt=0, description="η: negatives are pushed at least this far apart")
+    loss: Literal["margin", "fused"] = Field(
+        "margin",
+        description="margin: contrastive margin loss on L2-normalised embeddings; fused: an MLP on the "
+        "concatenated embeddings with binary cross-entropy",
+    )
+    margin: float = Field(0.99, gt=0, description="η: negatives are pushed at least this far apart (margin loss)")
+    fused_hidden: int = Field(512, ge=1, description="hidden width of the fused classifier")
+    fused_interactions: bool = Field(
+        False, description="fused classifier input concat(v, a, v⊙a, |v−a|) instead of concat(v, a)"
+    )
+    batch_negatives: bool = Field(
+        False,
+        description="also treat every video–audio pairing across two different items of the batch as an easy "
+        "negative (B·(B−1) more negatives per step; without them tiny CPU runs do not leave chance level)",
+    )
+    held_out_pairs: int = Field(
+        256, ge=0, description="fixed pairs (half positives, negatives half easy, half hard) for sync accuracy"
+    )
+    held_out_every: int = Field(100, ge=1, description="steps between held-out sync accuracy measurements")
 
 
-Method = Annotated[Union[XID, AVTS], Field(discriminator="kind")]
+class Temporal(Strict):
+    """Temporal self-supervision + contrastive learning (Jenni et al. 2023, METHODS.md §4); needs
+    `data.sampler.kind: temporal`. Every term has a weight; 0 switches it off."""
+
+    kind: Literal["temporal"] = "temporal"
+    speed: float = Field(1.0, ge=0, description="playback-speed classification (video and audio)")
+    direction: float = Field(1.0, ge=0, description="forward / reversed classification (video and audio)")
+    order: float = Field(1.0, ge=0, description="intra-modal ordering of two clips (video and audio)")
+    av_order: float = Field(1.0, ge=0, description="inter-modal ordering of a video and an audio clip")
+    video_video: float = Field(1.0, ge=0, description="InfoNCE between two clips of one video")
+    video_audio: float = Field(1.0, ge=0, description="InfoNCE between a clip and its audio")
+    temperature: float = Field(0.1, gt=0, description="τ of the contrastive terms")
+    extra_positives: int = Field(1, ge=0, description="nearest neighbours of the positive in the feature queue")
+    extra_negatives: bool = Field(
+        True, description="the anchor clip reversed and the clip at the wrong speed as extra negatives"
+    )
+    queue_size: Optional[int] = Field(None, ge=1, description="feature-queue length; default the number of items")
+    head_hidden: int = Field(512, ge=1, description="hidden width of the ordering MLPs")
+
+
+class Movies(Strict):
+    """Cross-modal contrastive learning from movies and TV shows (Kalayeh et al. 2021, METHODS.md §5): symmetric
+    InfoNCE over hierarchical batches (`data.sampler.kind: hierarchical`), whose C − 1 other clips of a title are
+    the hard negatives; `data.sampler.level: show` for TV."""
+
+    kind: Literal["movies"] = "movies"
+    temperature: float = Field(0.07, gt=0, description="τ: softmax temperature of the logits")
+
+
+Method = Annotated[Union[XID, RobustXID, AVTS, Temporal, Movies], Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------------------------- optimisation
@@ -257,17 +356,56 @@ class Schedule(Strict):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of the peak")
 
 
+class KNNHealth(Strict):
+    """Online kNN accuracy of the encoders' features on a small labelled slice of the catalog (health metric)."""
+
+    every: int = Field(100, ge=1, description="steps between measurements (and at the end)")
+    items: int = Field(256, ge=2, description="labelled items in the slice, spread evenly over the catalog")
+    k: int = Field(10, ge=1, description="neighbours voting (leave-one-out, cosine, weight exp(s/0.07))")
+
+
 class Training(Strict):
     epochs: Optional[int] = Field(None, ge=1, description="length in passes over the catalog (or set steps)")
     steps: Optional[int] = Field(None, ge=1, description="length in optimiser steps (or set epochs)")
-    batch_size: int = Field(32, ge=2, description="clips per step (per process)")
+    batch_size: int = Field(32, ge=2, description="clips per micro-batch and process (global batch: × processes × "
+                            "grad_accum_steps)")
     workers: int = Field(2, ge=0, description="data-loader worker processes")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto picks CUDA when present")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on CPU too (no pure fp16)"
+    )
     seed: int = 0
     log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (one is always written at the end)")
     keep_last_n: int = Field(3, ge=1, description="checkpoints kept on disk")
+    knn: Optional[KNNHealth] = Field(None, description="online kNN health metric (knn_video, knn_audio)")
+    grad_accum_steps: int = Field(
+        1, ge=1, description="micro-batches per optimiser step; global batch = batch_size × processes × this"
+    )
+    grad_clip: Optional[float] = Field(None, gt=0, description="clip the global gradient norm to this (grad_norm is "
+                                       "logged); None: no clipping")
+    max_nonfinite_steps: int = Field(
+        5, ge=1, description="a step whose loss or gradient is not finite is skipped and counted (nonfinite_steps in "
+        "metrics.jsonl); this many in a row stop training with an error"
+    )
+    channels_last: bool = Field(
+        False, description="channels_last_3d (video) / channels_last (audio) memory format; try it on recent GPUs with "
+        "bf16, where cuDNN's fastest convolutions want it"
+    )
+    compile: bool = Field(False, description="torch.compile the encoders (the first steps are slow while it compiles)")
+    deterministic: bool = Field(
+        False, description="deterministic kernels only: a resumed run repeats an uninterrupted one bit for bit (CPU; "
+        "on CUDA a few kernels only warn); slower on GPU"
+    )
+    sync_batchnorm: bool = Field(
+        True, description="with several processes, batch-norm statistics over the global batch (as one process "
+        "computes them); false: per-process statistics, no extra communication"
+    )
+    dist_timeout_s: float = Field(
+        600.0, gt=0, description="seconds a process waits for the others in a collective before the job fails"
+    )
+    tensorboard: bool = Field(False, description="also write RUN/tensorboard/ event files (needs the tensorboard "
+                              "package)")
 
     @model_validator(mode="after")
     def _length(self):

@@ -1,8 +1,9 @@
 """Checkpoints (DESIGN.md → Checkpoints).
 
 `RUN/checkpoints/step_N/` holds `encoders.safetensors` (model weights and the audio front end's statistics:
-safe to download and share), `train_state.pt` (optimiser, scheduler, sampler position, RNG states; loaded with
-`weights_only=True`) and the resolved `recipe.yaml`. A checkpoint is written under a temporary name and renamed,
+safe to download and share), `train_state.pt` (optimiser, scheduler, the objective's state — banks, queues, Z —,
+sampler position, step, samples seen, non-finite steps, the world size and every rank's RNG states; loaded with
+`weights_only=True`; there is no loss scaler, bf16 needs none) and the resolved `recipe.yaml`. A checkpoint is written under a temporary name and renamed,
 so a `step_N` directory is always complete; `latest` is a symlink replaced atomically.
 """
 
@@ -44,17 +45,23 @@ def load_encoders(path: Path, model: torch.nn.Module, frontend: torch.nn.Module)
         raise UsageError(f"{path}: weights do not match the recipe's model ({first})") from None
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | None = None) -> dict:
+    """This process's random streams: torch's CPU generator, Python's, and the CUDA generator of the training
+    device (only that one: under torchrun each process owns one GPU and must not touch the others)."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
+    elif device is None and torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda_device" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_device"], device)
+    elif "cuda" in state and torch.cuda.is_available() and device is None:  # checkpoints from before per-device
         torch.cuda.set_rng_state_all(state["cuda"])
 
 

@@ -110,6 +110,17 @@ class SyncPairSampler(SpecBatchSampler):
         windows = (Window(item, video_start, None), Window(audio_item, None, audio_start))
         return SampleSpec(windows, draw_seed(rng), labels, kind)
 
+    def held_out_specs(self, count: int, seed: int = 104729) -> list[SampleSpec]:
+        """`count` fixed pairs for measuring sync accuracy: half positives, the negatives half easy and half hard
+        (easy where the item is too short for hard), from their own random stream — the same for every epoch,
+        rank and resumed run, and drawn independently of the training batches."""
+        rng = np.random.default_rng([self.seed % 2**64, seed])
+        positives = count // 2
+        hard = (count - positives) // 2
+        kinds = ["positive"] * positives + ["hard"] * hard + ["easy"] * (count - positives - hard)
+        items = rng.integers(len(self.items), size=count)
+        return [self._pair(int(item), kind, rng) for item, kind in zip(items, kinds)]
+
     def _make_batch(self, epoch: int, index: int, rng: np.random.Generator) -> list[SampleSpec]:
         order = self._item_order(epoch, self.clips_per_item)
         anchors = order[index * self.batch_size:(index + 1) * self.batch_size]

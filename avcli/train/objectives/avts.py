@@ -1,0 +1,104 @@
+"""AVTS (Korbar et al. 2018, METHODS.md §3): is this audio window in sync with this video clip?
+
+Samples come from the sync-pair sampler: slot 0 of `video` is the clip, slot 0 of `audio` the window, and
+labels["sync"] says whether they are aligned, labels["negative"] what kind of negative they are (the
+curriculum of easy → easy + hard negatives lives in the sampler). Two losses: the contrastive margin loss on
+L2-normalised embeddings (a pair is called in sync when ‖v − a‖ < η/2), or a fused classifier on the
+concatenated embeddings with binary cross-entropy (in sync when its logit > 0).
+
+Across several processes the sampled pairs are each rank's own (per-rank means, averaged by DDP); the batch
+negatives pair each rank's videos with every rank's sounds (gathered with gradient), and a rank's share is its
+pairs' mean scaled by its part of the global pair count — the one-process loss of the global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from avcli.losses import FusedSyncClassifier, avts_margin_loss, fused_sync_loss
+from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
+from avcli.train.objectives.base import Objective, TrainBatch
+from avcli.train.objectives.xid import embed_pair
+
+
+class AVTSObjective(Objective):
+    def __init__(self, cfg, dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.classifier = FusedSyncClassifier(dim, cfg.fused_hidden, cfg.fused_interactions) if cfg.loss == "fused" else None
+
+    def predict(self, v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(bool "in sync" per pair, fused logits or None)."""
+        if self.classifier is None:
+            return (v - a).norm(dim=1) < self.cfg.margin / 2, None
+        logits = self.classifier(v, a)
+        return logits > 0, logits
+
+    def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
+        v, a = embed_pair(model, batch)
+        positive = batch.labels["sync"].bool()
+        predicted, logits = self.predict(v, a)
+        if logits is None:
+            loss = avts_margin_loss(v, a, positive, self.cfg.margin)
+        else:
+            loss = fused_sync_loss(logits, positive)
+        stats = sync_stats(predicted.detach(), positive, batch.labels["negative"])
+        if self.cfg.batch_negatives and world_size() > 1:
+            extra = self._batch_negative_loss_across_ranks(v, a, batch.items[:, 0], batch.items[:, 1])
+            stats["loss_batch_negatives"] = float(extra.detach())
+            loss = loss + extra
+        elif self.cfg.batch_negatives:
+            extra = self._batch_negative_loss(v, a, batch.items[:, 0], batch.items[:, 1])
+            stats["loss_batch_negatives"] = float(extra.detach())
+            loss = loss + extra
+        return loss, stats
+
+    def _batch_negative_loss(self, v, a, video_items, audio_items) -> torch.Tensor:
+        """The sampled pairs' loss over every (video i, audio j) pairing of the batch whose items differ: easy
+        negatives by construction (another video's sound), B·(B−1) of them instead of about B/2."""
+        pairs = video_items[:, None] != audio_items[None, :]
+        vi, aj = torch.nonzero(pairs, as_tuple=True)
+        if vi.numel() == 0:
+            return v.sum() * 0.0
+        negative = torch.zeros(vi.numel(), dtype=torch.bool, device=v.device)
+        if self.classifier is None:
+            return avts_margin_loss(v[vi], a[aj], negative, self.cfg.margin)
+        return fused_sync_loss(self.classifier(v[vi], a[aj]), negative)
+
+    def _batch_negative_loss_across_ranks(self, v, a, video_items, audio_items) -> torch.Tensor:
+        """This rank's videos against every rank's sounds; the pair mean scaled by this rank's share of all pairs."""
+        a_all, _ = all_gather_with_grad(a)
+        pairs = video_items[:, None] != all_gather(audio_items)[None, :]
+        vi, aj = torch.nonzero(pairs, as_tuple=True)
+        total = int(all_reduce_sum(torch.tensor([vi.numel()], device=v.device)).item())
+        if vi.numel() == 0:
+            return (v.sum() + a_all.sum()) * 0.0  # still part of the graph: the gather's backward pairs up
+        negative = torch.zeros(vi.numel(), dtype=torch.bool, device=v.device)
+        if self.classifier is None:
+            mean = avts_margin_loss(v[vi], a_all[aj], negative, self.cfg.margin)
+        else:
+            mean = fused_sync_loss(self.classifier(v[vi], a_all[aj]), negative)
+        return mean * vi.numel() * world_size() / total
+
+    @torch.no_grad()
+    def held_out_stats(self, model, batch: TrainBatch, chunk: int = 64) -> dict:
+        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time."""
+        predicted = []
+        for start in range(0, batch.size, chunk):
+            part = batch.rows(slice(start, start + chunk))
+            predicted.append(self.predict(*embed_pair(model, part))[0])
+        stats = sync_stats(torch.cat(predicted), batch.labels["sync"].bool(), batch.labels["negative"])
+        return {f"heldout_{k}": x for k, x in stats.items()}
+
+
+def sync_stats(predicted: torch.Tensor, positive: torch.Tensor, negative_kinds: list[str]) -> dict:
+    """Accuracy overall and per kind of pair (positives, easy, hard, superhard negatives present)."""
+    correct = (predicted == positive).float()
+    stats = {"sync_accuracy": float(correct.mean())}
+    kinds = list(negative_kinds)
+    for kind, name in (("none", "positive"), ("easy", "easy"), ("hard", "hard"), ("superhard", "superhard")):
+        mask = torch.tensor([k == kind for k in kinds], device=correct.device)
+        if bool(mask.any()):
+            stats[f"sync_accuracy_{name}"] = float(correct[mask].mean())
+    return stats
+

@@ -1,0 +1,144 @@
+"""Robust-xID (Morgado et al. 2021, METHODS.md §2): in-batch xID with faulty-positive weights and soft targets.
+
+A memory bank keeps one momentum-averaged embedding per catalog item and modality. It supplies what the paper
+computes on bank features: the agreement s_i = v̄_i·ā_i of each pair, its mean and spread over the dataset (μ, σ,
+recomputed at every epoch start from the rows visited so far, or an EMA of batch statistics), and the v̄, ā the
+soft-target estimators compare against. Weights and targets start after `start_epoch` (before it the bank holds
+random rows, whose agreement says nothing). Where the catalog knows which pairs are faulty (the synthetic world
+does), the mean weight of faulty and of clean pairs is reported: the health figure of the method.
+
+Across several processes every rank gathers the batch of all ranks (embeddings with gradient, item indices),
+computes weights, statistics and soft targets on that global batch exactly as one process would, takes its own
+rows' share of the loss, and updates its bank with every rank's embeddings — so all ranks keep one bank.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from avcli.losses import (MemoryBank, faulty_positive_weights, retrieval_accuracy, robust_xid_loss,
+                          robust_xid_rows, soft_target_pair)
+from avcli.train.distributed import all_gather, all_gather_with_grad, world_size
+from avcli.train.objectives.base import Objective, TrainBatch
+from avcli.train.objectives.xid import embed_pair
+
+
+class RobustXIDObjective(Objective):
+    def __init__(self, cfg, num_items: int, dim: int, faulty: list[bool] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.banks = MemoryBank(num_items, dim)
+        self.register_buffer("visited", torch.zeros(num_items, dtype=torch.bool))
+        self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
+        # μ, σ of the agreement: set at epoch starts (statistics "bank") or by the EMA of batches ("ema")
+        self.register_buffer("mu", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("sigma", torch.ones((), dtype=torch.float64))
+        self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
+        known = faulty is not None and any(faulty)
+        self.register_buffer("faulty", torch.tensor(faulty if known else [], dtype=torch.bool), persistent=False)
+
+    # ------------------------------------------------------------------ agreement statistics
+
+    def agreement(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        v, a = self.banks.bank("video"), self.banks.bank("audio")
+        if index is not None:
+            v, a = v[index], a[index]
+        return (v * a).sum(1)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch.fill_(epoch)
+        weights = self.cfg.weights
+        if weights is not None and weights.statistics == "bank" and bool(self.visited.any()):
+            s = self.agreement()[self.visited].double()
+            self.mu.fill_(float(s.mean()))
+            self.sigma.fill_(float(s.std(unbiased=False)) if s.numel() > 1 else 1.0)
+            self.stats_ready.fill_(True)
+
+    def _ema_update(self, s: torch.Tensor) -> None:
+        m = self.cfg.weights.ema_momentum
+        mean, std = float(s.double().mean()), float(s.double().std(unbiased=False))
+        if not bool(self.stats_ready):
+            self.mu.fill_(mean)
+            self.sigma.fill_(std)
+            self.stats_ready.fill_(True)
+        else:
+            self.mu.mul_(m).add_((1 - m) * mean)
+            self.sigma.mul_(m).add_((1 - m) * std)
+
+    def weights_for(self, s: torch.Tensor) -> torch.Tensor:
+        w = self.cfg.weights
+        return faulty_positive_weights(s, self.mu.to(s.dtype), self.sigma.to(s.dtype), w.delta, w.kappa, w.w_min)
+
+    # ------------------------------------------------------------------ one step
+
+    def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
+        v, a = embed_pair(model, batch)
+        index = batch.items[:, 0]
+        # one process: the batch is the global batch; several: every rank's rows, in rank order
+        distributed = world_size() > 1
+        v_all, offset = all_gather_with_grad(v) if distributed else (v, 0)
+        a_all, _ = all_gather_with_grad(a) if distributed else (a, 0)
+        index_all = all_gather(index) if distributed else index
+        epoch = int(self.epoch)
+        stats = {"xmodal_top1": retrieval_accuracy(v_all.detach(), a_all.detach())}
+
+        weights = None
+        w_cfg = self.cfg.weights
+        if w_cfg is not None:
+            s = self.agreement(index_all).to(v.dtype)
+            if w_cfg.statistics == "ema" and bool(self.visited[index_all].all()):
+                self._ema_update(s)
+            if epoch >= w_cfg.start_epoch and bool(self.stats_ready):
+                weights = self.weights_for(s)
+                stats["weight_mean"] = float(weights.mean())
+                stats.update(self._faulty_split(weights, index_all, "weight"))
+
+        targets = None
+        t_cfg = self.cfg.soft_targets
+        if t_cfg is not None and epoch >= t_cfg.start_epoch:
+            v_bank, a_bank = self.banks.bank("video")[index_all], self.banks.bank("audio")[index_all]
+            targets = soft_target_pair(t_cfg.estimator, v_all, a_all, v_bank.to(v.dtype), a_bank.to(v.dtype),
+                                       lam=t_cfg.lam, tau_s=t_cfg.tau_s, tau_t=t_cfg.tau_t)
+            stats["target_self"] = float(targets[0].diagonal().mean())  # weight left on the true pair
+
+        if distributed:
+            loss = self._local_share(v, a, v_all, a_all, offset, weights, targets)
+        else:
+            loss = robust_xid_loss(v, a, self.cfg.temperature, weights=weights, targets=targets)
+        self.banks.update(index_all, {"video": v_all.detach(), "audio": a_all.detach()}, self.cfg.bank_momentum)
+        self.visited[index_all] = True
+        return loss, stats
+
+    def _local_share(self, v, a, v_all, a_all, offset, weights, targets) -> torch.Tensor:
+        """This rank's share: DDP averages the ranks' gradients, so the shares must average to the global loss
+        Σ_i w_i·L_i / Σ_i w_i (sums over the global batch) — hence W·Σ_local w_i·L_i / Σ_global w_i."""
+        rows = slice(offset, offset + v.shape[0])
+        local_targets = None if targets is None else (targets[0][rows], targets[1][rows])
+        per_pair = robust_xid_rows(v, a, v_all, a_all, offset, self.cfg.temperature, local_targets)
+        if weights is None:
+            return per_pair.mean()
+        w = weights.detach().to(per_pair.dtype)
+        total = w.sum().clamp(min=torch.finfo(per_pair.dtype).tiny)
+        return world_size() * (w[rows] * per_pair).sum() / total
+
+    # ------------------------------------------------------------------ health
+
+    def _faulty_split(self, weights: torch.Tensor, index: torch.Tensor, name: str) -> dict:
+        if self.faulty.numel() == 0:
+            return {}
+        faulty = self.faulty[index]
+        out = {}
+        if bool(faulty.any()):
+            out[f"{name}_faulty"] = float(weights[faulty].mean())
+        if bool((~faulty).any()):
+            out[f"{name}_clean"] = float(weights[~faulty].mean())
+        return out
+
+    @torch.no_grad()
+    def end_of_training_stats(self) -> dict:
+        """Weights of every visited catalog pair from the final bank, split by the known faulty flag."""
+        if self.cfg.weights is None or not bool(self.stats_ready) or not bool(self.visited.any()):
+            return {}
+        index = torch.nonzero(self.visited).squeeze(1)
+        weights = self.weights_for(self.agreement(index).double())
+        return {f"bank_{k}": v for k, v in self._faulty_split(weights, index, "weight").items()}

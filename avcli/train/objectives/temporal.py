@@ -1,0 +1,169 @@
+"""Temporal self-supervision + contrastive learning (Jenni et al. 2023, METHODS.md §4).
+
+The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py), as video and audio slots:
+  0 main: one speed from `speeds`, maybe reversed → speed and direction classification (both modalities);
+    it is also the video–audio contrastive pair (its video and its own sound, transformed alike);
+  1 second: speed 1, forward, not overlapping main → intra-modal order (main, second), and the anchor of the
+    video–video contrastive pair;
+  2 cross: a video clip and an audio window at different times → inter-modal order; its video clip is the
+    positive of the video–video pair.
+Extra negatives: the anchor video played backwards (always), and for video–video the main clip when it is
+transformed (another speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of
+past video embeddings.
+A slot the sampler could not place (item too short) is masked out of the terms that need it.
+
+Across several processes the contrastive terms use every rank's positives (gathered with gradient; ranks may
+hold different numbers of usable video–video pairs), each rank's share being its rows' losses over the global
+row count, and the queue takes every rank's anchors, so it stays one queue. The classification terms are
+per-rank means (averaged over ranks by DDP). Heads unused in a step (a weight of 0, too few rows) need DDP's
+find_unused_parameters, hence `uses_every_parameter = False`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_rows, contrastive_with_extras,
+                          direction_loss, order_loss, speed_loss)
+from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
+from avcli.train.objectives.base import Objective, TrainBatch
+
+MAIN, SECOND, CROSS = 0, 1, 2
+
+
+class TemporalObjective(Objective):
+    uses_every_parameter = False
+
+    def __init__(self, cfg, speeds: tuple[int, ...], video_dim: int, audio_dim: int, embed_dim: int, num_items: int):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("natural_speed", torch.tensor(list(speeds)) == 1, persistent=False)
+        self.video_heads = TemporalHeads(video_dim, len(speeds), cfg.head_hidden)
+        self.audio_heads = TemporalHeads(audio_dim, len(speeds), cfg.head_hidden)
+        self.av_order = nn.Sequential(
+            nn.Linear(video_dim + audio_dim, cfg.head_hidden), nn.ReLU(inplace=True), nn.Linear(cfg.head_hidden, 1)
+        )
+        self.queue = FeatureQueue(cfg.queue_size or num_items, embed_dim) if cfg.extra_positives else None
+
+    def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
+        cfg, labels = self.cfg, batch.labels
+        B, Wv = batch.video.shape[:2]
+        fv = model.video(batch.video.flatten(0, 1)).float().view(B, Wv, -1)
+        fa = model.audio(batch.audio.flatten(0, 1)).float().view(B, batch.audio.shape[1], -1)
+        vm, am = batch.video_mask, batch.audio_mask
+        terms, stats = {}, {}
+
+        speed_class, reverse = labels["speed_class"].long(), labels["reverse"].long()
+        if cfg.speed:
+            logits_v, logits_a = self.video_heads.speed(fv[:, MAIN]), self.audio_heads.speed(fa[:, MAIN])
+            terms["speed"] = cfg.speed * (speed_loss(logits_v, speed_class) + speed_loss(logits_a, speed_class))
+            stats["speed_accuracy"] = float((logits_v.argmax(1) == speed_class).float().mean())
+            stats["speed_accuracy_audio"] = float((logits_a.argmax(1) == speed_class).float().mean())
+        if cfg.direction:
+            logit_v = self.video_heads.direction(fv[:, MAIN]).squeeze(1)
+            logit_a = self.audio_heads.direction(fa[:, MAIN]).squeeze(1)
+            terms["direction"] = cfg.direction * (direction_loss(logit_v, reverse) + direction_loss(logit_a, reverse))
+            stats["direction_accuracy"] = binary_accuracy(logit_v, reverse)
+            stats["direction_accuracy_audio"] = binary_accuracy(logit_a, reverse)
+        order = torch.where(vm[:, SECOND], labels["order"].long(), -1)
+        if cfg.order:
+            logit_v = self.video_heads.order_logit(fv[:, MAIN], fv[:, SECOND])
+            logit_a = self.audio_heads.order_logit(fa[:, MAIN], fa[:, SECOND])
+            terms["order"] = cfg.order * (order_loss(logit_v, order) + order_loss(logit_a, order))
+            stats["order_accuracy"] = binary_accuracy(logit_v, order)
+        if cfg.av_order:
+            av_order = torch.where(vm[:, CROSS] & am[:, CROSS], labels["av_order"].long(), -1)
+            logit = self.av_order(torch.cat([fv[:, CROSS], fa[:, CROSS]], dim=1)).squeeze(1)
+            terms["av_order"] = cfg.av_order * order_loss(logit, av_order)
+            stats["av_order_accuracy"] = binary_accuracy(logit, av_order)
+        if cfg.video_video or cfg.video_audio:
+            contrastive, extra_stats = self._contrastive(model, batch, fv, fa, speed_class, reverse)
+            terms.update(contrastive)
+            stats.update(extra_stats)
+
+        loss = sum(terms.values()) if terms else fv.sum() * 0.0
+        stats.update({f"loss_{name}": float(value.detach()) for name, value in terms.items()})
+        return loss, stats
+
+    def _contrastive(self, model, batch, fv, fa, speed_class, reverse) -> tuple[dict, dict]:
+        cfg = self.cfg
+        B = fv.shape[0]
+        ev = F.normalize(model.video_head(fv.flatten(0, 1)), dim=-1).view(B, fv.shape[1], -1)  # B×W×D
+        ea = F.normalize(model.audio_head(fa.flatten(0, 1)), dim=-1).view(B, fa.shape[1], -1)
+        terms, stats = {}, {}
+
+        def extras_for(positive: torch.Tensor):
+            return self.queue.nearest(positive, cfg.extra_positives) if self.queue is not None else None
+
+        def backwards(video: torch.Tensor) -> torch.Tensor:  # the same clip played the other way (dim 2 = time)
+            return model.embed_video(video.flip(2)).float()
+
+        if world_size() > 1:
+            return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards)
+        if cfg.video_audio:  # the main clip and its own sound: always present, transformed alike
+            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
+            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
+            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v))
+            v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
+            terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
+            with torch.no_grad():
+                stats["xmodal_top1"] = float(((anchor_v @ anchor_a.t()).argmax(1) ==
+                                              torch.arange(B, device=anchor_v.device)).float().mean())
+            if self.queue is not None:
+                self.queue.push(anchor_v.detach())
+        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
+        if cfg.video_video and int(pairs.sum()) >= 2:  # two natural-speed clips of one video
+            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+            extra_neg, neg_mask = None, None
+            if cfg.extra_negatives:  # the anchor reversed; the main clip when it runs at another speed or reversed
+                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
+                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
+                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+            terms["video_video"] = cfg.video_video * contrastive_with_extras(
+                anchor, positive, cfg.temperature, extra_neg, extras_for(positive), neg_mask)
+            if self.queue is not None and not cfg.video_audio:
+                self.queue.push(anchor.detach())
+        return terms, stats
+
+    def _contrastive_across_ranks(self, batch, ev, ea, speed_class, reverse, extras_for, backwards):
+        """`_contrastive` with every rank's positives: a rank's share of a term is Σ_local L_i · W / N_global, so
+        the shares average to the one-process mean over the global batch. Every branch that holds a collective
+        is decided alike on all ranks."""
+        cfg, world = self.cfg, world_size()
+        terms, stats = {}, {}
+        if cfg.video_audio:
+            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
+            anchor_v_all, offset = all_gather_with_grad(anchor_v)
+            anchor_a_all, _ = all_gather_with_grad(anchor_a)
+            n = anchor_v_all.shape[0]
+            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
+            a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v))
+            v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
+            terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v.sum() + v_to_a.sum()) * world / n
+            with torch.no_grad():
+                sim = anchor_v_all.detach() @ anchor_a_all.detach().t()
+                stats["xmodal_top1"] = float((sim.argmax(1) == torch.arange(n, device=sim.device)).float().mean())
+            if self.queue is not None:
+                self.queue.push(anchor_v_all.detach())
+        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
+        if cfg.video_video and _global_count(pairs) >= 2:
+            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+            positive_all, offset = all_gather_with_grad(positive, same_size=False)
+            extra_neg, neg_mask = None, None
+            if cfg.extra_negatives:
+                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
+                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
+                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+            losses = contrastive_rows(anchor, positive_all, offset, cfg.temperature, extra_neg, extras_for(positive),
+                                      neg_mask)
+            terms["video_video"] = cfg.video_video * losses.sum() * world / positive_all.shape[0]
+            if self.queue is not None and not cfg.video_audio:
+                self.queue.push(all_gather(anchor, same_size=False))
+        return terms, stats
+
+
+def _global_count(mask: torch.Tensor) -> int:
+    """True entries of `mask` over every rank."""
+    return int(all_reduce_sum(mask.sum().reshape(1).long()).item())

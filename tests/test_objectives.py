@@ -1,0 +1,243 @@
+"""Method objectives on hand-made batches (no decoding): losses equal the stated formulas, state follows the rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avcli.losses import contrastive_with_extras, faulty_positive_weights, infonce
+from avcli.recipe.schema import AVTS, XID, FaultyPositiveWeights, Movies, RobustXID, SoftTargets, Temporal
+from avcli.train.objectives import TrainBatch
+from avcli.train.objectives.avts import AVTSObjective, sync_stats
+from avcli.train.objectives.robust_xid import RobustXIDObjective
+from avcli.train.objectives.temporal import TemporalObjective
+from avcli.train.objectives.xid import MoviesObjective, XIDObjective
+
+
+class TableModel(torch.nn.Module):
+    """A stand-in model: a "clip" is a vector; the encoders are linear, the heads normalise."""
+
+    def __init__(self, dim: int = 6, out: int = 4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.video, self.audio = torch.nn.Linear(dim, dim), torch.nn.Linear(dim, dim)
+        self.video.out_dim = self.audio.out_dim = dim
+        self.video_head, self.audio_head = torch.nn.Linear(dim, out), torch.nn.Linear(dim, out)
+
+    def embed_video(self, x):
+        return F.normalize(self.video_head(self.video(x)), dim=-1)
+
+    def embed_audio(self, x):
+        return F.normalize(self.audio_head(self.audio(x)), dim=-1)
+
+
+def make_batch(b: int = 6, windows: int = 1, items=None, labels=None, dim: int = 6) -> TrainBatch:
+    g = torch.Generator().manual_seed(1)
+    return TrainBatch(
+        video=torch.randn(b, windows, dim, generator=g), audio=torch.randn(b, windows, dim, generator=g),
+        video_mask=torch.ones(b, windows, dtype=torch.bool), audio_mask=torch.ones(b, windows, dtype=torch.bool),
+        items=torch.arange(b).repeat(windows, 1).t() if items is None else items, labels=labels or {},
+    )
+
+
+def test_xid_in_batch_is_symmetric_infonce():
+    model, batch = TableModel(), make_batch()
+    loss, stats = XIDObjective(XID(temperature=0.2), num_items=6, dim=4)(model, batch)
+    v, a = model.embed_video(batch.video[:, 0]), model.embed_audio(batch.audio[:, 0])
+    assert loss.item() == pytest.approx(infonce(v, a, 0.2).item(), abs=1e-6)
+    assert 0.0 <= stats["xmodal_top1"] <= 1.0
+
+
+def test_xid_memory_bank_updates_rows_by_the_momentum_rule_and_freezes_z():
+    model, batch = TableModel(), make_batch(b=4, items=torch.tensor([[1], [3], [5], [7]]))
+    cfg = XID(temperature=0.1, memory_bank={"negatives": 5, "momentum": 0.5, "loss": "nce"})
+    objective = XIDObjective(cfg, num_items=10, dim=4)
+    before = objective.banks.bank("audio").clone()
+    loss, stats = objective(model, batch)
+    assert torch.isfinite(loss) and objective.negatives == 5
+    a = model.embed_audio(batch.audio[:, 0]).detach()
+    expected = F.normalize(0.5 * before[[1, 3, 5, 7]] + 0.5 * a, dim=1)
+    assert torch.allclose(objective.banks.bank("audio")[[1, 3, 5, 7]], expected, atol=1e-6)
+    assert torch.equal(objective.banks.bank("audio")[[0, 2, 4]], before[[0, 2, 4]])  # untouched rows
+    z = stats["partition_z"]
+    objective(model, batch)
+    assert float(objective.z.z) == pytest.approx(z)  # constant after the first batch
+    state = objective.state_dict()  # what the checkpoint carries
+    assert {"banks.bank_video", "banks.bank_audio", "z.z", "z.initialised"} <= set(state)
+
+
+def test_memory_bank_negatives_are_capped_by_the_catalog():
+    cfg = XID(memory_bank={"negatives": 1024})
+    assert XIDObjective(cfg, num_items=30, dim=4).negatives == 29
+
+
+def test_robust_xid_weights_follow_bank_agreement_after_start_epoch():
+    cfg = RobustXID(temperature=0.1, weights=FaultyPositiveWeights(start_epoch=1, statistics="bank"), soft_targets=None)
+    faulty = [False, True, False, True, False, False]
+    objective = RobustXIDObjective(cfg, num_items=6, dim=4, faulty=faulty)
+    model, batch = TableModel(), make_batch()
+    objective.on_epoch_start(0)
+    loss0, stats0 = objective(model, batch)
+    assert "weight_mean" not in stats0  # epoch 0: plain xID
+    v, a = model.embed_video(batch.video[:, 0]), model.embed_audio(batch.audio[:, 0])
+    assert loss0.item() == pytest.approx(infonce(v, a, 0.1).item(), abs=1e-6)
+
+    objective.on_epoch_start(1)  # μ, σ over the (now visited) bank rows
+    s = (objective.banks.bank("video") * objective.banks.bank("audio")).sum(1)
+    assert float(objective.mu) == pytest.approx(float(s.mean()), abs=1e-6)
+    assert float(objective.sigma) == pytest.approx(float(s.std(unbiased=False)), abs=1e-6)
+    _, stats1 = objective(model, batch)
+    w = faulty_positive_weights(s, s.mean(), s.std(unbiased=False), 0.0, 0.5, 0.25)
+    assert stats1["weight_mean"] == pytest.approx(float(w.mean()), abs=1e-5)
+    mask = torch.tensor(faulty)
+    assert stats1["weight_faulty"] == pytest.approx(float(w[mask].mean()), abs=1e-5)
+    assert stats1["weight_clean"] == pytest.approx(float(w[~mask].mean()), abs=1e-5)
+    final = objective.end_of_training_stats()
+    assert set(final) == {"bank_weight_faulty", "bank_weight_clean"}
+
+
+def test_robust_xid_soft_targets_leave_1_minus_lambda_plus_share_on_the_pair():
+    cfg = RobustXID(weights=None, soft_targets=SoftTargets(estimator="bootstrap", lam=0.3, start_epoch=0))
+    objective = RobustXIDObjective(cfg, num_items=6, dim=4)
+    objective.on_epoch_start(0)
+    _, stats = objective(TableModel(), make_batch())
+    # y_ii = 0.7 + 0.3·S_ii with S a softmax row: between 0.7 and 1
+    assert 0.7 <= stats["target_self"] <= 1.0
+
+
+def test_avts_sync_stats_per_kind_by_hand():
+    predicted = torch.tensor([True, True, False, False, True, False])
+    positive = torch.tensor([True, False, False, True, False, False])
+    kinds = ["none", "easy", "easy", "none", "hard", "hard"]
+    stats = sync_stats(predicted, positive, kinds)
+    assert stats["sync_accuracy"] == pytest.approx(3 / 6)
+    assert stats["sync_accuracy_positive"] == pytest.approx(1 / 2)
+    assert stats["sync_accuracy_easy"] == pytest.approx(1 / 2)
+    assert stats["sync_accuracy_hard"] == pytest.approx(1 / 2)
+    assert "sync_accuracy_superhard" not in stats
+
+
+@pytest.mark.parametrize("loss", ["margin", "fused"])
+def test_avts_objective_trains_its_classifier_only_when_fused(loss):
+    objective = AVTSObjective(AVTS(loss=loss, fused_hidden=8), dim=4)
+    assert (len(list(objective.parameters())) > 0) == (loss == "fused")
+    labels = {"sync": torch.tensor([1, 0, 1, 0]), "negative": ["none", "easy", "none", "hard"]}
+    value, stats = objective(TableModel(), make_batch(b=4, labels=labels))
+    value.backward()
+    assert torch.isfinite(value) and "sync_accuracy_hard" in stats
+    held = objective.held_out_stats(TableModel(), make_batch(b=4, labels=labels), chunk=3)
+    assert set(held) >= {"heldout_sync_accuracy", "heldout_sync_accuracy_easy", "heldout_sync_accuracy_hard"}
+
+
+def test_movies_same_title_errors_by_hand():
+    objective = MoviesObjective(Movies(), titles=["a", "a", "b", "b"])
+
+    class Fixed(torch.nn.Module):  # item 0's video matches item 1's audio best (same title), the rest right
+        def embed_video(self, x):
+            return x[:, :4]
+
+        def embed_audio(self, x):
+            return x[:, :4]
+
+    eye = torch.eye(4)
+    video = eye.clone()
+    video[0] = F.normalize(torch.tensor([0.1, 1.0, 0.0, 0.0]), dim=0)
+    batch = TrainBatch(video[:, None], eye[:, None], torch.ones(4, 1, dtype=torch.bool),
+                       torch.ones(4, 1, dtype=torch.bool), torch.arange(4)[:, None], {})
+    _, stats = objective(Fixed(), batch)
+    assert stats["xmodal_top1"] == pytest.approx(0.75)
+    assert stats["same_title_errors"] == pytest.approx(1.0)
+
+
+def _temporal_batch(b=6):
+    labels = {
+        "speed_class": torch.tensor([0, 1, 2, 0, 1, 0]),
+        "reverse": torch.tensor([0, 1, 0, 0, 0, 1]),
+        "order": torch.tensor([1, 0, -1, 1, 0, 1]),
+        "av_order": torch.tensor([0, 1, 1, -1, 0, 1]),
+    }
+    batch = make_batch(b=b, windows=3, labels=labels)
+    batch.video = torch.randn(b, 3, 6, 2, 1, 1, generator=torch.Generator().manual_seed(2))  # B×W×C×T×H×W
+    batch.video_mask[2, 1] = False  # the sampler could not place slot 1 of sample 2
+    batch.audio_mask[2, 1] = False
+    return batch
+
+
+class _FramePool(torch.nn.Module):
+    """A "video encoder" for C×T×1×1 clips that sees the frame order: mean over time plus first − last frame."""
+
+    out_dim = 6
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        return self.linear(x.mean(dim=(2, 3, 4)) + (x[:, :, 0] - x[:, :, -1]).flatten(1))
+
+
+class ClipModel(TableModel):
+    def __init__(self):
+        super().__init__()
+        self.video = _FramePool()
+
+
+def test_temporal_objective_sums_weighted_terms_and_switches_them_off():
+    batch = _temporal_batch()
+    full = TemporalObjective(Temporal(extra_positives=0), (1, 2, 4), 6, 6, 4, num_items=6)
+    loss, stats = full(ClipModel(), batch)
+    terms = {k: v for k, v in stats.items() if k.startswith("loss_")}
+    assert set(terms) == {"loss_speed", "loss_direction", "loss_order", "loss_av_order", "loss_video_audio",
+                          "loss_video_video"}
+    assert loss.item() == pytest.approx(sum(terms.values()), rel=1e-5)
+    assert 0 <= stats["order_accuracy"] <= 1
+
+    only_contrastive = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, extra_positives=0),
+                                         (1, 2, 4), 6, 6, 4, num_items=6)
+    _, stats = only_contrastive(ClipModel(), batch)
+    assert {k for k in stats if k.startswith("loss_")} == {"loss_video_audio", "loss_video_video"}
+    assert "speed_accuracy" not in stats
+
+
+def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
+    batch = _temporal_batch()
+    model = ClipModel()
+    objective = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, video_audio=0,
+                                           extra_positives=2, queue_size=8), (1, 2, 4), 6, 6, 4, num_items=6)
+    loss, _ = objective(model, batch)
+    # by hand: rows with slot 1 and slot 2 present; anchor = slot-1 video, positive = slot-2 video; extra
+    # negatives = slot-1 video reversed (always) and slot-0 video where it is transformed (speed ≠ 1 or reversed)
+    rows = torch.tensor([True, True, False, True, True, True])
+    ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
+    backwards = model.embed_video(batch.video[rows, 1].flip(2))
+    transformed = torch.tensor([False, True, True, False, True, True])[rows]
+    extra = torch.stack([backwards, ev[rows, 0]], dim=1)
+    mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+    expected = contrastive_with_extras(ev[rows, 1], ev[rows, 2], 0.1, extra, None, mask)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)  # queue empty: no extra positives yet
+    assert int(objective.queue.filled) == 5  # the 5 anchors were pushed
+    loss2, _ = objective(model, batch)
+    assert not math.isclose(loss2.item(), loss.item())  # now 2 queue neighbours join the positives
+
+
+def test_avts_batch_negatives_add_the_margin_loss_of_every_cross_item_pairing():
+    from avcli.losses import avts_margin_loss
+
+    labels = {"sync": torch.tensor([1, 0, 1]), "negative": ["none", "hard", "none"]}
+    items = torch.tensor([[0, 0], [1, 1], [2, 5]])  # (video item, audio item) per sample
+    batch = make_batch(b=3, windows=1, items=items, labels=labels)
+    model = TableModel()
+    base = AVTSObjective(AVTS(loss="margin", margin=0.99), dim=4)
+    extended = AVTSObjective(AVTS(loss="margin", margin=0.99, batch_negatives=True), dim=4)
+    plain, _ = base(model, batch)
+    total, stats = extended(model, batch)
+    v, a = model.embed_video(batch.video[:, 0]), model.embed_audio(batch.audio[:, 0])
+    # pairings (i, j) with video item i ≠ audio item j: all but (0, 0) and (1, 1) → 7 of 9
+    vi = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    aj = torch.tensor([1, 2, 0, 2, 0, 1, 2])
+    expected = avts_margin_loss(v[vi], a[aj], torch.zeros(7, dtype=torch.bool), 0.99)
+    assert stats["loss_batch_negatives"] == pytest.approx(expected.item(), abs=1e-6)
+    assert total.item() == pytest.approx(plain.item() + expected.item(), abs=1e-6)
