@@ -66,11 +66,7 @@ def test_report_prints_a_table_of_a_runs_results(tmp_path, capsys):
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert run(["probe", "report", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    rows = _json_lines(captured.out)
-    assert [(r["task"], r["split"], r["top1"], r["checkpoint"]) for r in rows] == [
-        ("esc50", "1", "40.00", "step_100"), ("esc50", "mean", "41.50 ± 1.25", "step_100"),
-        ("ucf101", "1", "30.00", "random")]
-    assert rows[2]["clip@1"] == "22.50" and rows[0]["best layer"] == "conv4x"
+    assert _json_lines(captured.out) == records  # the results as they are, numbers included
     assert "41.50 ± 1.25" in captured.err and captured.err.startswith("| task")  # the table, on stderr
     assert run(["probe", "report", str(tmp_path), "--format", "markdown"]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
     def report(
         run_dir: Path = typer.Argument(..., help="Run directory (or its results.jsonl)."),
         fmt: str = typer.Option("json", "--format",
-                                help="json: one JSON line per row on stdout and the table on stderr; "
+                                help="json: the results as JSON lines (numbers) on stdout and the table on stderr; "
                                      "markdown: the table on stdout."),
         plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of top-1 here."),
     ) -> int:
@@ -157,8 +157,8 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(markdown_table(rows) + "\n")
         else:
             sys.stderr.write(markdown_table(rows) + "\n")
-            for row in rows:
-                emit(row)
+            for record in records:  # the records themselves: numbers stay numbers for the next tool in a pipe
+                emit(record)
         return 0
 
 

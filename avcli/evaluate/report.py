@@ -86,7 +86,7 @@ def plot_results(records: list[dict], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError(f"--plot {path}: matplotlib is not installed; `pip install matplotlib`, or drop --plot") from None
+        raise UsageError(f"--plot {path}: matplotlib is not installed; `pip install matplotlib` (or avcli[plot]), or drop --plot") from None
     shown = [r for r in records if "top1" in r]
     labels = [f"{r['task']} {r['split']} {r['protocol']} {r['modality']} "
               f"{'random' if r.get('checkpoint') == 'random' else Path(str(r.get('checkpoint'))).name}" for r in shown]
