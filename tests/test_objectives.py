@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from avcli.losses import contrastive_with_extras, faulty_positive_weights, infonce
 from avcli.recipe.schema import AVTS, XID, FaultyPositiveWeights, Movies, RobustXID, SoftTargets, Temporal
 from avcli.train.objectives import TrainBatch
-from avcli.train.objectives.avts import AVTSObjective, sync_stats
+from avcli.train.objectives.avts import AVTSObjective, embedding_stats, sync_stats
 from avcli.train.objectives.robust_xid import RobustXIDObjective
 from avcli.train.objectives.temporal import TemporalObjective
 from avcli.train.objectives.xid import MoviesObjective, XIDObjective
@@ -120,6 +120,19 @@ def test_avts_sync_stats_per_kind_by_hand():
     assert "sync_accuracy_superhard" not in stats
 
 
+def test_avts_embedding_stats_by_hand():
+    v = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    stats = embedding_stats(v, a, ["none", "easy", "hard"])
+    assert stats["distance_positive"] == pytest.approx(0.0)
+    assert stats["distance_easy"] == pytest.approx(math.sqrt(2))
+    assert stats["distance_hard"] == pytest.approx(math.sqrt(2))
+    assert stats["mean_cosine_video"] == pytest.approx((0 + 1 + 0) / 3)  # pairs (0,1), (0,2), (1,2)
+    assert stats["mean_cosine_audio"] == pytest.approx((1 + 0 + 0) / 3)
+    collapsed = embedding_stats(torch.ones(4, 3) / math.sqrt(3), torch.ones(4, 3) / math.sqrt(3), ["none"] * 4)
+    assert collapsed["mean_cosine_video"] == pytest.approx(1.0) and collapsed["mean_cosine_audio"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("loss", ["margin", "fused"])
 def test_avts_objective_trains_its_classifier_only_when_fused(loss):
     objective = AVTSObjective(AVTS(loss=loss, fused_hidden=8), dim=4)
@@ -129,7 +142,8 @@ def test_avts_objective_trains_its_classifier_only_when_fused(loss):
     value.backward()
     assert torch.isfinite(value) and "sync_accuracy_hard" in stats
     held = objective.held_out_stats(TableModel(), make_batch(b=4, labels=labels), chunk=3)
-    assert set(held) >= {"heldout_sync_accuracy", "heldout_sync_accuracy_easy", "heldout_sync_accuracy_hard"}
+    assert set(held) >= {"heldout_sync_accuracy", "heldout_sync_accuracy_easy", "heldout_sync_accuracy_hard",
+                         "heldout_distance_positive", "heldout_distance_hard", "heldout_mean_cosine_audio"}
 
 
 def test_movies_same_title_errors_by_hand():

@@ -82,12 +82,17 @@ class AVTSObjective(Objective):
 
     @torch.no_grad()
     def held_out_stats(self, model, batch: TrainBatch, chunk: int = 64) -> dict:
-        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time."""
-        predicted = []
+        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time, and
+        the embedding geometry behind it (see `embedding_stats`)."""
+        predicted, videos, audios = [], [], []
         for start in range(0, batch.size, chunk):
             part = batch.rows(slice(start, start + chunk))
-            predicted.append(self.predict(*embed_pair(model, part))[0])
+            v, a = embed_pair(model, part)
+            predicted.append(self.predict(v, a)[0])
+            videos.append(v)
+            audios.append(a)
         stats = sync_stats(torch.cat(predicted), batch.labels["sync"].bool(), batch.labels["negative"])
+        stats.update(embedding_stats(torch.cat(videos), torch.cat(audios), batch.labels["negative"]))
         return {f"heldout_{k}": x for k, x in stats.items()}
 
 
@@ -102,3 +107,23 @@ def sync_stats(predicted: torch.Tensor, positive: torch.Tensor, negative_kinds: 
             stats[f"sync_accuracy_{name}"] = float(correct[mask].mean())
     return stats
 
+
+
+def embedding_stats(v: torch.Tensor, a: torch.Tensor, negative_kinds: list[str]) -> dict:
+    """Why sync accuracy is what it is: the mean pair distance ‖v−a‖ per kind of pair (positives must end up
+    closer than negatives) and the mean cosine between different samples' embeddings of one modality
+    (`mean_cosine_video`/`_audio`; near 1 = collapsed: every clip maps to about the same point, so no pair can be
+    told from another, the state the margin loss settles in when it learns nothing, at d ≈ η/2 for every pair)."""
+    stats = {}
+    distance = (v - a).norm(dim=1)
+    kinds = list(negative_kinds)
+    for kind, name in (("none", "positive"), ("easy", "easy"), ("hard", "hard"), ("superhard", "superhard")):
+        mask = torch.tensor([k == kind for k in kinds], device=distance.device)
+        if bool(mask.any()):
+            stats[f"distance_{name}"] = float(distance[mask].mean())
+    for name, x in (("video", v), ("audio", a)):
+        n = x.shape[0]
+        if n > 1:
+            gram = x @ x.t()
+            stats[f"mean_cosine_{name}"] = float((gram.sum() - gram.diagonal().sum()) / (n * (n - 1)))
+    return stats
