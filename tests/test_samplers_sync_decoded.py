@@ -2,8 +2,9 @@
 
 The synthetic world can be rendered again (same seed, same frames and samples), so a decoded pair can be checked
 against its label: the decoded audio is its item's soundtrack at audio_start and the decoded video its item's
-frames at video_start; a positive's video sits at the centre of its own audio window; a hard negative is the same item with the audio ≥ min_gap_s clear of the video; an easy negative
-is another item; and the collated `sync` flags come in the order of the samples.
+frames at video_start; a positive's video sits at the centre of its own audio window; a hard negative is the
+same item with the audio ≥ min_gap_s clear of the video; an easy negative is another item; and the collated
+`sync` flags come in the order of the samples.
 """
 
 from __future__ import annotations
