@@ -146,6 +146,37 @@ def test_avts_objective_trains_its_classifier_only_when_fused(loss):
                          "heldout_distance_positive", "heldout_distance_hard", "heldout_mean_cosine_audio"}
 
 
+def test_avts_sync_bins_are_time_aligned_centred_and_trained():
+    """sync_bins: K bins over the video clip's span from each tower's third stage (the audio cut to the part of
+    its window the video covers), each bin through one shared head; centred, then L2-normalised."""
+    from avcli.models import build_model
+    from avcli.recipe.schema import Clip, Data, Model
+
+    clip = Clip(frames=8, fps=8, size=32, resize=36, audio_seconds=2.0, sample_rate=16000)
+    data = Data(catalog="unused", clip=clip, audio={"kind": "log_mel", "n_mels": 16}, sampler={"kind": "sync_pairs"})
+    model = build_model(Model(video={"name": "tiny_r2plus1d", "width": 4}, audio={"name": "tiny_conv2d", "width": 4},
+                              projector={"hidden_dim": 16, "out_dim": 8}))
+    objective = AVTSObjective(AVTS(loss="margin", margin=2.0, sync_bins=4, center_embeddings=True), 8, model=model,
+                              data=data)
+    assert objective.audio_span == pytest.approx((0.25, 0.75))  # 1 s of video in the middle of 2 s of audio
+    assert not objective.uses_every_parameter
+    g = torch.Generator().manual_seed(0)
+    labels = {"sync": torch.tensor([1, 0, 1, 0]), "negative": ["none", "easy", "none", "hard"]}
+    batch = TrainBatch(video=torch.randn(4, 1, 3, 8, 32, 32, generator=g), audio=torch.randn(4, 1, 1, 201, 16, generator=g),
+                       video_mask=torch.ones(4, 1, dtype=torch.bool), audio_mask=torch.ones(4, 1, dtype=torch.bool),
+                       items=torch.tensor([[0, 0], [1, 2], [3, 3], [4, 4]]), labels=labels)
+    v, a = objective.embed(model, batch)
+    assert v.shape == a.shape == (4, 8)
+    assert torch.allclose(v.norm(dim=1), torch.ones(4)) and torch.allclose(a.norm(dim=1), torch.ones(4))
+    loss, stats = objective(model, batch)
+    loss.backward()
+    third_stage = [p for p in model.video.stages_[2].parameters()]
+    assert all(p.grad is not None for p in third_stage) and objective.audio_bins[0].weight.grad is not None
+    assert model.video_head.net[0].weight.grad is None  # the pooled heads are not part of this embedding
+    held = objective.held_out_stats(model, batch, chunk=2)
+    assert 0.0 <= held["heldout_sync_accuracy"] <= 1.0
+
+
 def test_movies_same_title_errors_by_hand():
     objective = MoviesObjective(Movies(), titles=["a", "a", "b", "b"])
 
