@@ -50,7 +50,8 @@ CONFIGS = {
 }
 HEALTH_KEYS = ("heldout_sync_accuracy", "heldout_sync_accuracy_hard", "heldout_sync_accuracy_easy",
                "bank_weight_faulty", "bank_weight_clean", "speed_accuracy", "direction_accuracy", "order_accuracy",
-               "av_order_accuracy", "xmodal_top1")
+               "av_order_accuracy", "xmodal_top1", "heldout_mean_cosine_audio", "heldout_distance_positive",
+               "heldout_distance_easy")
 
 
 def avcli(args: list[str], log: Path) -> str:

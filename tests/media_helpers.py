@@ -54,3 +54,55 @@ def frame_index(frame: np.ndarray) -> int:
 def first_onset(audio: np.ndarray, sample_rate: int, threshold: float = 0.3) -> float:
     above = np.flatnonzero(np.abs(audio) > threshold)
     return above[0] / sample_rate if len(above) else float("nan")
+
+
+def write_tone_video(
+    path: Path, colour: tuple[int, int, int], tone_hz: float, seconds: float = 1.5, fps: int = 8,
+    size: tuple[int, int] = (40, 30), sample_rate: int = 16000, codec: str = "mpeg4", audio: bool = True,
+) -> Path:
+    """A flat `colour` picture (a lighter square drifting across it, so clips differ in time) with a steady sine
+    tone: a class that a probe of any encoder can tell apart by colour or by pitch."""
+    width, height = size
+    frames = int(round(seconds * fps))
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if audio:
+            sound = container.add_stream("aac", rate=sample_rate)
+            sound.layout = "mono"
+        for k in range(frames):
+            image = np.empty((height, width, 3), np.uint8)
+            image[:] = colour
+            x = (3 * k) % max(width - 8, 1)
+            image[4:12, x : x + 8] = np.minimum(np.asarray(colour) + 80, 255)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if audio:
+            _encode_tone(container, sound, tone_hz, seconds, sample_rate)
+    return path
+
+
+def write_tone_audio(path: Path, tone_hz: float, seconds: float = 1.0, sample_rate: int = 16000) -> Path:
+    """A sound file (no video stream; the codec follows the extension: .wav PCM, .flac FLAC) with a sine tone."""
+    codec = {".wav": "pcm_s16le", ".flac": "flac"}[Path(path).suffix]
+    with av.open(str(path), "w") as container:
+        sound = container.add_stream(codec, rate=sample_rate)
+        sound.layout = "mono"
+        _encode_tone(container, sound, tone_hz, seconds, sample_rate, sample_format="s16")
+    return path
+
+
+def _encode_tone(container, sound, tone_hz, seconds, sample_rate, sample_format="fltp") -> None:
+    n = int(seconds * sample_rate)
+    signal = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / sample_rate)).astype(np.float32)
+    if sample_format == "s16":
+        signal = (signal * 32767).astype(np.int16)
+    for start in range(0, n, 1024):
+        chunk = av.AudioFrame.from_ndarray(signal[None, start : start + 1024], format=sample_format, layout="mono")
+        chunk.sample_rate, chunk.pts = sample_rate, start
+        for packet in sound.encode(chunk):
+            container.mux(packet)
+    for packet in sound.encode():
+        container.mux(packet)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from avcli.media.clip_reader import ClipReader
+from avcli.media.clip_reader import ClipReadError, ClipReader
 from avcli.media.probe import probe_media
 
 from conftest import SHARED_MEDIA, needs_shared
@@ -158,3 +158,29 @@ def test_several_windows_read_in_one_pass_equal_separate_reads(counter):
         assert torch.equal(clip, alone)
         expected = [min(int((start + k * step) * 25 + 1e-6), 49) for k in range(frames)]
         assert [frame_index(f.numpy()) for f in clip] == expected
+
+
+def test_sound_files_open_audio_only(tmp_path):
+    from media_helpers import write_tone_audio
+
+    path = write_tone_audio(tmp_path / "tone.wav", 500.0, seconds=1.5)
+    with pytest.raises(ClipReadError, match="no video stream"):
+        ClipReader(path)
+    with ClipReader(path, audio_only=True) as reader:
+        assert reader.video is None and reader.duration_s == pytest.approx(1.5)
+        samples = reader.read_audio(0.5, 0.5, 16000)
+        expected = 0.5 * torch.sin(2 * torch.pi * 500 * torch.arange(8000, 16000) / 16000)
+        assert torch.allclose(samples, expected, atol=2e-3)
+        with pytest.raises(ClipReadError, match="opened as a sound file"):
+            reader.read_video(0.0, 2, 8.0)
+
+
+def test_a_single_frame_flac_that_ffmpeg_cannot_seek_reads_the_same_every_time(tmp_path):
+    from media_helpers import write_tone_audio
+
+    path = write_tone_audio(tmp_path / "click.flac", 1000.0, seconds=0.02, sample_rate=44100)
+    with av.open(str(path)) as container, pytest.raises(av.error.FFmpegError):
+        container.seek(0, stream=container.streams.audio[0], backward=True)  # why ClipReader reopens instead
+    with ClipReader(path, audio_only=True) as reader:
+        first, again = reader.read_audio(0.0, 0.02, 16000), reader.read_audio(0.0, 0.02, 16000)
+        assert torch.equal(first, again) and first.abs().max() > 0.4 and first.shape == (320,)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from avcli.losses import contrastive_with_extras, faulty_positive_weights, infonce
 from avcli.recipe.schema import AVTS, XID, FaultyPositiveWeights, Movies, RobustXID, SoftTargets, Temporal
 from avcli.train.objectives import TrainBatch
-from avcli.train.objectives.avts import AVTSObjective, sync_stats
+from avcli.train.objectives.avts import AVTSObjective, embedding_stats, sync_stats
 from avcli.train.objectives.robust_xid import RobustXIDObjective
 from avcli.train.objectives.temporal import TemporalObjective
 from avcli.train.objectives.xid import MoviesObjective, XIDObjective
@@ -120,6 +120,19 @@ def test_avts_sync_stats_per_kind_by_hand():
     assert "sync_accuracy_superhard" not in stats
 
 
+def test_avts_embedding_stats_by_hand():
+    v = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    stats = embedding_stats(v, a, ["none", "easy", "hard"])
+    assert stats["distance_positive"] == pytest.approx(0.0)
+    assert stats["distance_easy"] == pytest.approx(math.sqrt(2))
+    assert stats["distance_hard"] == pytest.approx(math.sqrt(2))
+    assert stats["mean_cosine_video"] == pytest.approx((0 + 1 + 0) / 3)  # pairs (0,1), (0,2), (1,2)
+    assert stats["mean_cosine_audio"] == pytest.approx((1 + 0 + 0) / 3)
+    collapsed = embedding_stats(torch.ones(4, 3) / math.sqrt(3), torch.ones(4, 3) / math.sqrt(3), ["none"] * 4)
+    assert collapsed["mean_cosine_video"] == pytest.approx(1.0) and collapsed["mean_cosine_audio"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("loss", ["margin", "fused"])
 def test_avts_objective_trains_its_classifier_only_when_fused(loss):
     objective = AVTSObjective(AVTS(loss=loss, fused_hidden=8), dim=4)
@@ -129,7 +142,39 @@ def test_avts_objective_trains_its_classifier_only_when_fused(loss):
     value.backward()
     assert torch.isfinite(value) and "sync_accuracy_hard" in stats
     held = objective.held_out_stats(TableModel(), make_batch(b=4, labels=labels), chunk=3)
-    assert set(held) >= {"heldout_sync_accuracy", "heldout_sync_accuracy_easy", "heldout_sync_accuracy_hard"}
+    assert set(held) >= {"heldout_sync_accuracy", "heldout_sync_accuracy_easy", "heldout_sync_accuracy_hard",
+                         "heldout_distance_positive", "heldout_distance_hard", "heldout_mean_cosine_audio"}
+
+
+def test_avts_sync_bins_are_time_aligned_centred_and_trained():
+    """sync_bins: K bins over the video clip's span from each tower's third stage (the audio cut to the part of
+    its window the video covers), each bin through one shared head; centred, then L2-normalised."""
+    from avcli.models import build_model
+    from avcli.recipe.schema import Clip, Data, Model
+
+    clip = Clip(frames=8, fps=8, size=32, resize=36, audio_seconds=2.0, sample_rate=16000)
+    data = Data(catalog="unused", clip=clip, audio={"kind": "log_mel", "n_mels": 16}, sampler={"kind": "sync_pairs"})
+    model = build_model(Model(video={"name": "tiny_r2plus1d", "width": 4}, audio={"name": "tiny_conv2d", "width": 4},
+                              projector={"hidden_dim": 16, "out_dim": 8}))
+    objective = AVTSObjective(AVTS(loss="margin", margin=2.0, sync_bins=4, center_embeddings=True), 8, model=model,
+                              data=data)
+    assert objective.audio_span == pytest.approx((0.25, 0.75))  # 1 s of video in the middle of 2 s of audio
+    assert not objective.uses_every_parameter
+    g = torch.Generator().manual_seed(0)
+    labels = {"sync": torch.tensor([1, 0, 1, 0]), "negative": ["none", "easy", "none", "hard"]}
+    batch = TrainBatch(video=torch.randn(4, 1, 3, 8, 32, 32, generator=g), audio=torch.randn(4, 1, 1, 201, 16, generator=g),
+                       video_mask=torch.ones(4, 1, dtype=torch.bool), audio_mask=torch.ones(4, 1, dtype=torch.bool),
+                       items=torch.tensor([[0, 0], [1, 2], [3, 3], [4, 4]]), labels=labels)
+    v, a = objective.embed(model, batch)
+    assert v.shape == a.shape == (4, 8)
+    assert torch.allclose(v.norm(dim=1), torch.ones(4)) and torch.allclose(a.norm(dim=1), torch.ones(4))
+    loss, stats = objective(model, batch)
+    loss.backward()
+    third_stage = [p for p in model.video.stages_[2].parameters()]
+    assert all(p.grad is not None for p in third_stage) and objective.audio_bins[0].weight.grad is not None
+    assert model.video_head.net[0].weight.grad is None  # the pooled heads are not part of this embedding
+    held = objective.held_out_stats(model, batch, chunk=2)
+    assert 0.0 <= held["heldout_sync_accuracy"] <= 1.0
 
 
 def test_movies_same_title_errors_by_hand():

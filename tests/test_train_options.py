@@ -89,7 +89,11 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(small_world, tmp_path):
     first = [read_metrics(tmp_path / run / "metrics.jsonl")[0]["loss"] for run in ("plain", "cl")]
     assert first[1] == pytest.approx(first[0], abs=1e-5)  # a memory layout, not another model
     bf16 = pretrain(_recipe(small_world, tmp_path / "bf16", steps=2, precision="bf16"))
-    assert math.isfinite(bf16["final_loss"]) and bf16["final_loss"] == pytest.approx(plain["final_loss"], rel=0.05)
+    assert math.isfinite(bf16["final_loss"]) and math.isfinite(plain["final_loss"])
+    # the first step's loss (same weights, same batch) differs by bf16 rounding only; after an update the two
+    # runs may drift apart by more (the second step's loss differed by 5 % in one full-suite run)
+    first_bf16 = read_metrics(tmp_path / "bf16" / "metrics.jsonl")[0]["loss"]
+    assert first_bf16 == pytest.approx(first[0], rel=0.02)
 
 
 def test_deterministic_resume_is_bit_identical(small_world, tmp_path, monkeypatch):

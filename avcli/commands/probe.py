@@ -1,8 +1,14 @@
-"""`avcli probe --task T --checkpoint CKPT`: linear probe of frozen features; JSON line per modality."""
+"""`avcli probe --task T --checkpoint CKPT`: evaluate encoders on a labelled task; one JSON line per result.
+`avcli probe report RUN_DIR`: the results of a run as a table (and a bar chart with --plot).
+
+`probe` is a command group whose callback runs the probe when no subcommand follows (invoke_without_command),
+so `avcli probe --task ...` keeps its form and `avcli probe report ...` is a subcommand beside it.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -24,43 +30,232 @@ def default_recipe() -> Path:
     raise UsageError("no recipes/quickstart.yaml here; pass --recipe for --checkpoint random")
 
 
+def parse_splits(text: str | None, split_ids: tuple[str, ...]) -> list[str]:
+    """`--splits`: none → the task's first split; `all`; or a comma-separated list such as `1,3`."""
+    if text is None:
+        return [split_ids[0]]
+    if text == "all":
+        return list(split_ids)
+    wanted = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [s for s in wanted if s not in split_ids]
+    if unknown or not wanted:
+        raise UsageError(f"--splits {text}: this task has the splits {', '.join(split_ids)} (or use all)")
+    return wanted
+
+
+def parse_milestones(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--milestones {text}: expected epochs separated by commas, e.g. 6,10,14") from None
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("probe", help="Evaluate frozen encoders on a labelled task (linear probe).")
+    probe_app = typer.Typer(help="Evaluate encoders on a labelled task (linear, SVM, kNN or fine-tuning).",
+                            add_completion=False, rich_markup_mode=None)
+    app.add_typer(probe_app, name="probe")
+
+    @probe_app.callback(invoke_without_command=True)
     def probe(
-        task: str = typer.Option(..., "--task", help="Task name (synthetic)."),
-        checkpoint: str = typer.Option(
-            ..., "--checkpoint", help="Run dir, checkpoints/latest, a step dir, or 'random' for the baseline."
+        ctx: typer.Context,
+        task: Optional[str] = typer.Option(None, "--task", help="Task name (see --list-tasks)."),
+        checkpoint: Optional[str] = typer.Option(
+            None, "--checkpoint", help="Run dir, checkpoints/latest, a step dir, or 'random' for the baseline."
         ),
         data_root: Optional[Path] = typer.Option(
-            None, "--data-root", help="Dataset root; for synthetic, defaults to the recipe's catalog."
+            None, "--data-root", help="Dataset root (for csv: the CSV file); for synthetic, the recipe's catalog."
         ),
         recipe: Optional[Path] = typer.Option(
             None, "--recipe", help="Recipe for the architecture (default: the checkpoint's; quickstart for random)."
         ),
-        modality: str = typer.Option("both", "--modality", help="video, audio or both."),
-        clips: int = typer.Option(4, "--clips", min=1, help="Evenly spaced clips averaged per video."),
+        protocol: str = typer.Option("linear", "--protocol", help="linear, svm (audio), knn or finetune."),
+        modality: Optional[str] = typer.Option(
+            None, "--modality", help="video, audio or both (default: audio for audio tasks and svm, else both)."
+        ),
+        splits: Optional[str] = typer.Option(
+            None, "--splits", help="Split or fold ids (1,2), or 'all' for each and their mean ± std; default: the first."
+        ),
+        sampling: Optional[str] = typer.Option(
+            None, "--sampling",
+            help="standard (the protocol's clips: Clip@1/Video@1, or 10 windows per recording) or mean (average "
+                 "--clips clips per video); default: mean for synthetic, else standard.",
+        ),
+        clips: int = typer.Option(4, "--clips", min=1, help="mean sampling: evenly spaced clips averaged per video."),
+        train_clips: int = typer.Option(10, "--train-clips", min=1, help="standard: random clips per train video."),
+        test_clips: int = typer.Option(10, "--test-clips", min=1,
+                                       help="standard: evenly spaced test clips (Video@1; per recording for audio)."),
+        random_test_clips: int = typer.Option(25, "--random-test-clips", min=0,
+                                              help="standard, video tasks: random test clips for Clip@1 (0: skip)."),
+        audio_seconds: float = typer.Option(2.0, "--audio-seconds", min=0.1, help="Window of audio tasks, seconds."),
+        c: Optional[float] = typer.Option(None, "--c", min=1e-6, help="C of linear/svm (default 1; svm: the task's)."),
+        svm_max_iter: int = typer.Option(1000, "--svm-max-iter", min=1, help="svm: solver iterations per class."),
+        k: int = typer.Option(20, "--k", min=1, help="knn: neighbours that vote."),
+        temperature: float = typer.Option(0.07, "--temperature", min=1e-4, help="knn: vote weight exp(cos/T)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                             help="finetune: epochs of the whole network (default: the task's)."),
+        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0,
+                                                    help="finetune: classifier-only epochs first (default 5)."),
+        milestones: Optional[str] = typer.Option(None, "--milestones", help="finetune: lr ×0.3 at these epochs."),
+        lr: float = typer.Option(1e-4, "--lr", min=0.0, help="finetune: Adam learning rate."),
+        batch_size: int = typer.Option(32, "--batch-size", min=1, help="Clips per batch (extraction, finetune)."),
+        task_meta: Optional[Path] = typer.Option(None, "--task-meta",
+                                                 help="The official split/label files, if not in or beside the root."),
+        allow_missing: bool = typer.Option(False, "--allow-missing",
+                                           help="Evaluate on the listed files present when some are missing."),
+        catalog: Optional[Path] = typer.Option(None, "--catalog",
+                                               help="Read videos an ingest cataloged from its training copies."),
+        results_dir: Optional[Path] = typer.Option(
+            None, "--results-dir", help="Where results.jsonl (and the feature cache) go; default: the checkpoint's run."
+        ),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the features (and cache nothing)."),
         workers: int = typer.Option(0, "--workers", min=0, help="Data-loader workers for feature extraction."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+        list_tasks: bool = typer.Option(False, "--list-tasks", help="List the tasks and the data each expects."),
     ) -> int:
-        from avcli.evaluate.encoders import load_eval_encoders
-        from avcli.evaluate.probe import run_linear_probe
-        from avcli.tasks import load_task
-        from avcli.train.runtime import resolve_device
+        if ctx.invoked_subcommand is not None:
+            return 0
+        from avcli.tasks.registry import TASK_INFO
 
-        if modality not in ("video", "audio", "both"):
+        if list_tasks:
+            for info in TASK_INFO.values():
+                emit({"task": info.name, "description": info.description, "data_root": info.layout})
+            return 0
+        if task is None or checkpoint is None:
+            raise UsageError("avcli probe needs --task and --checkpoint (see --list-tasks, or `avcli probe report`)")
+        if task not in TASK_INFO:
+            raise UsageError(f"--task {task}: unknown task; available: {', '.join(sorted(TASK_INFO))}")
+        if protocol not in ("linear", "svm", "knn", "finetune"):
+            raise UsageError(f"--protocol {protocol}: choose linear, svm, knn or finetune")
+        if modality not in (None, "video", "audio", "both"):
             raise UsageError(f"--modality {modality}: choose video, audio or both")
-        modalities = ("video", "audio") if modality == "both" else (modality,)
-        if checkpoint == "random" and recipe is None:
-            recipe = default_recipe()
-        encoders = load_eval_encoders(checkpoint, recipe)
-        root = data_root or encoders.recipe.data.catalog
-        results = run_linear_probe(
-            encoders, load_task(task, root), modalities, clips, resolve_device(device), workers=workers
-        )
-        for result in results:
-            emit(result)
-            log.info("%s %s linear top-1 %.2f%% (chance %.2f%%)", task, result["modality"], result["top1"], result["chance"])
-        if encoders.run_dir is not None:
-            with open(encoders.run_dir / "results.jsonl", "a") as fh:
-                fh.writelines(json.dumps(r) + "\n" for r in results)
+        if sampling not in (None, "standard", "mean"):
+            raise UsageError(f"--sampling {sampling}: choose standard or mean")
+        run_probe(locals())
         return 0
+
+    @probe_app.command("report", help="Print the probe results of a run as a table; --plot writes a bar chart.")
+    def report(
+        run_dir: Path = typer.Argument(..., help="Run directory (or its results.jsonl)."),
+        fmt: str = typer.Option("json", "--format",
+                                help="json: the results as JSON lines (numbers) on stdout and the table on stderr; "
+                                     "markdown: the table on stdout."),
+        plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of top-1 here."),
+    ) -> int:
+        from avcli.evaluate.report import markdown_table, plot_results, read_results, table_rows
+
+        if fmt not in ("json", "markdown"):
+            raise UsageError(f"--format {fmt}: choose json or markdown")
+        records = read_results(run_dir)
+        rows = table_rows(records)
+        if plot is not None:
+            plot_results(records, plot)
+            log.info("wrote %s", plot)
+        if fmt == "markdown":
+            sys.stdout.write(markdown_table(rows) + "\n")
+        else:
+            sys.stderr.write(markdown_table(rows) + "\n")
+            for record in records:  # the records themselves: numbers stay numbers for the next tool in a pipe
+                emit(record)
+        return 0
+
+
+def run_probe(options: dict) -> None:
+    """The probe itself, from the command's options (imports here keep `avcli --help` fast)."""
+    from avcli.tasks import load_task
+
+    o = options
+    if o["data_root"] is None and o["task"] != "synthetic":
+        raise UsageError(f"--task {o['task']} needs --data-root (see avcli probe --list-tasks for the layout)")
+
+    def task_at(root):
+        return load_task(o["task"], Path(root), meta=o["task_meta"], allow_missing=o["allow_missing"])
+
+    task = task_at(o["data_root"]) if o["data_root"] is not None else None  # a bad data root fails first, fast
+
+    from avcli.evaluate.clip_sampling import mean_sampling, standard_sampling
+    from avcli.evaluate.encoders import load_eval_encoders
+    from avcli.evaluate.feature_cache import FeatureCache, checkpoint_identity, default_cache_dir
+    from avcli.evaluate.finetune import DEFAULT_SCHEDULE, FinetuneOptions
+    from avcli.evaluate.probe import ProbeSettings, probe_split
+    from avcli.evaluate.report import RESULTS, summarise_splits
+    from avcli.tasks.base import FinetuneSchedule
+    from avcli.tasks.catalog_sources import read_from_catalog
+    from avcli.train.runtime import resolve_device
+
+    recipe = o["recipe"]
+    if o["checkpoint"] == "random" and recipe is None:
+        recipe = default_recipe()
+    encoders = load_eval_encoders(o["checkpoint"], recipe)
+    task = task or task_at(encoders.recipe.data.catalog)  # synthetic: the world the recipe trains on
+    if o["catalog"] is not None:
+        task = read_from_catalog(task, o["catalog"])
+    modalities = _modalities(o["modality"], o["protocol"], task.audio_only)
+    sampling_name = o["sampling"] or ("mean" if task.name == "synthetic" else "standard")
+    if sampling_name == "mean":
+        sampling = mean_sampling(o["clips"], o["audio_seconds"] if task.audio_only else None)
+    else:
+        sampling = standard_sampling(task.audio_only, o["train_clips"], o["test_clips"], o["random_test_clips"],
+                                     audio_seconds=o["audio_seconds"])
+    settings = ProbeSettings(o["protocol"], sampling, c=o["c"], knn_k=o["k"], knn_temperature=o["temperature"],
+                             svm_max_iter=o["svm_max_iter"],
+                             batch_clips=o["batch_size"], workers=o["workers"],
+                             extra={"catalog": str(o["catalog"]) if o["catalog"] else None})
+    if o["protocol"] == "finetune":
+        base = task.schedule or DEFAULT_SCHEDULE
+        epochs = o["epochs"] if o["epochs"] is not None else base.epochs
+        milestones = parse_milestones(o["milestones"])
+        schedule = FinetuneSchedule(
+            epochs=epochs,
+            milestones=milestones if milestones is not None else tuple(m for m in base.milestones if m < epochs),
+            warmup_epochs=o["warmup_epochs"] if o["warmup_epochs"] is not None else base.warmup_epochs,
+            gamma=base.gamma,
+        )
+        settings.finetune = FinetuneOptions(schedule, lr=o["lr"], batch_size=o["batch_size"], workers=o["workers"],
+                                            seed=encoders.recipe.training.seed)
+    results_dir = o["results_dir"] or encoders.run_dir
+    cache_folder = None if o["no_cache"] else (
+        o["cache_dir"] or (Path(results_dir) / "feature_cache" if results_dir is not None else default_cache_dir()))
+    cache = FeatureCache(cache_folder, checkpoint_identity(encoders))
+    device = resolve_device(o["device"])
+    split_ids = parse_splits(o["splits"], task.split_ids)
+    records: list[dict] = []
+    for split_id in split_ids:
+        for record in probe_split(encoders, task.select(split_id), modalities, settings, device, cache):
+            _report(record)
+            records.append(record)
+    if len(split_ids) > 1:
+        for modality in modalities:
+            summary = summarise_splits([r for r in records if r["modality"] == modality])
+            _report(summary)
+            records.append(summary)
+    if cache.hits:
+        log.info("%d feature sets read from the cache %s (--no-cache recomputes them)", cache.hits, cache_folder)
+    if results_dir is not None:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(results_dir) / RESULTS, "a") as fh:
+            fh.writelines(json.dumps(r, default=str) + "\n" for r in records)
+
+
+def _modalities(modality: str | None, protocol: str, audio_task: bool) -> tuple[str, ...]:
+    if protocol == "svm":
+        if modality not in (None, "audio"):
+            raise UsageError(f"--protocol svm is the audio protocol; use --modality audio, not {modality}")
+        return ("audio",)
+    if audio_task:
+        if modality not in (None, "audio"):
+            raise UsageError(f"--modality {modality}: this task is sound recordings only; use --modality audio")
+        return ("audio",)
+    if modality in (None, "both"):
+        return ("video", "audio")
+    return (modality,)
+
+
+def _report(record: dict) -> None:
+    emit(record)
+    std = f" ± {record['top1_std']:.2f}" if "top1_std" in record else ""
+    extra = f", best layer {record['best_layer']}" if "best_layer" in record else ""
+    log.info("%s split %s %s %s top-1 %.2f%%%s%s", record["task"], record["split"], record["protocol"],
+             record["modality"], record["top1"], std, extra)

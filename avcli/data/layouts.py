@@ -163,6 +163,7 @@ class UCF101Layout(Layout):
                 raise UsageError(f"{where}: expected '<index> <Class>', got {line!r}") from None
         self.splits: dict[str, dict[str, str]] = {}  # lower-case stem → {"1": "train", ...}
         self.listed_class: dict[str, str] = {}  # lower-case stem → class folder in the list
+        self.entries: dict[str, str] = {}  # lower-case stem → the file as the list names it (Class/v_....avi)
         for list_file in sorted(folder.glob("*list0*.txt")):
             kind = "train" if list_file.name.lower().startswith("train") else "test"
             split = str(int(list_file.stem[-2:]))
@@ -172,6 +173,7 @@ class UCF101Layout(Layout):
                 entry = line.split()[0].replace("\\", "/")
                 stem = entry.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
                 self.splits.setdefault(stem, {})[split] = kind
+                self.entries.setdefault(stem, entry)
                 if "/" in entry:
                     self.listed_class[stem] = entry.split("/")[0]
 
@@ -219,7 +221,8 @@ class HMDB51Layout(Layout):
         self.meta = folder
         self.splits: dict[str, dict[str, str]] = {}  # lower-case stem → {"1": "train"|"test"|"unused", ...}
         self.classes: dict[str, str] = {}  # lower-case stem → class
-        self.class_names: dict[str, str] = {}  # lower-case class → class
+        self.class_names: dict[str, str] = {}  # lower-case class → class, in the order of the split files
+        self.entries: dict[str, str] = {}  # lower-case stem → <class>/<video>.avi
         for split_file in sorted(folder.glob("*_test_split*.txt")):
             match = self._SPLIT_FILE.match(split_file.name)
             if not match:
@@ -235,6 +238,7 @@ class HMDB51Layout(Layout):
                 stem = parts[0].rsplit(".", 1)[0].lower()
                 self.splits.setdefault(stem, {})[split] = self.FLAGS[parts[1]]
                 self.classes[stem] = label
+                self.entries.setdefault(stem, f"{label}/{parts[0]}")
 
     def annotate(self, path: Path) -> dict:
         path = Path(path)
@@ -284,6 +288,11 @@ class VGGSoundLayout(Layout):
                     f"'<ytid>_<start:06d>.mp4,label', got {','.join(cells)!r}; pass the official VGG-Sound CSV"
                 )
             self.rows[key] = (label, split)
+
+    @staticmethod
+    def key_of(path: Path) -> tuple[str, int] | None:
+        """(youtube id, start second) from a clip's file name, the key of `rows`; None for other names."""
+        return _vggsound_name(Path(path).stem)
 
     def annotate(self, path: Path) -> dict:
         parsed = _vggsound_name(Path(path).stem)

@@ -7,7 +7,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from avcli.data.clip_dataset import ReaderCache
 from avcli.data.video_transforms import eval_video, normalize_video
-from avcli.media.clip_reader import ClipReader
 from avcli.tasks.base import TaskVideo
 
 
@@ -18,10 +17,11 @@ def evenly_spaced_starts(duration: float, window: float, count: int) -> list[flo
 
 
 class _Video:
-    """Stand-in with the two attributes ReaderCache needs."""
+    """Stand-in with the attributes ReaderCache needs: the file to decode (a catalog's training copy when the
+    task was mapped onto one) and its streams."""
 
-    def __init__(self, path: str):
-        self.source, self.video_stream, self.audio_stream = path, None, None
+    def __init__(self, video: TaskVideo):
+        self.source, self.video_stream, self.audio_stream = video.media, video.video_stream, video.audio_stream
 
 
 class EvalClips(Dataset):
@@ -39,21 +39,14 @@ class EvalClips(Dataset):
     def __getitem__(self, i: int) -> dict:
         video = self.videos[i // self.clips_per_video]
         k = i % self.clips_per_video
-        reader = self.readers.get(_Video(video.path))
-        duration = video.duration_s if video.duration_s is not None else _duration(reader)
+        reader = self.readers.get(_Video(video))
+        duration = video.duration_s if video.duration_s is not None else reader.duration_s
         audio_start = evenly_spaced_starts(duration, self.clip.audio_seconds, self.clips_per_video)[k]
         video_seconds = self.clip.frames / self.clip.fps
         video_start = min(audio_start + (self.clip.audio_seconds - video_seconds) / 2, max(duration - video_seconds, 0))
         frames = reader.read_video(video_start, self.clip.frames, self.clip.fps, self.clip.resize_to)
         audio = reader.read_audio(audio_start, self.clip.audio_seconds, self.clip.sample_rate)
         return {"video": eval_video(frames, self.clip.size), "audio": audio, "video_index": i // self.clips_per_video}
-
-
-def _duration(reader: ClipReader) -> float:
-    stream = reader.video
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
-    return reader.container.duration / 1e6 if reader.container.duration else 0.0
 
 
 @torch.no_grad()

@@ -1,48 +1,167 @@
-"""The basic linear-probe protocol: frozen features of train/test videos → logistic regression → top-1."""
+"""The probe protocols on one split of a task (METHODS.md §6): `linear`, `svm` and `knn` on cached frozen
+features, `finetune` on the whole encoder. One result record per modality.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
 import torch
 
+from avcli.errors import UsageError
+from avcli.evaluate.classifiers import KNNProbe, LogisticProbe, SVMProbe, averaged_top1, clip_top1
+from avcli.evaluate.clip_features import AUDIO_LAYERS, extract_clip_features, sample_audio
+from avcli.evaluate.clip_sampling import ClipPlan, Sampling, mean_sampling
 from avcli.evaluate.encoders import EvalEncoders
-from avcli.evaluate.features import EvalClips, extract_features
-from avcli.evaluate.linear import linear_probe
-from avcli.tasks.base import Task
+from avcli.evaluate.feature_cache import FeatureCache
+from avcli.evaluate.finetune import FinetuneOptions, finetune
+from avcli.log import get_logger
+from avcli.tasks.base import Task, TaskVideo
+
+log = get_logger("probe")
+PROTOCOLS = ("linear", "svm", "knn", "finetune")
 
 
-def fit_frontend_on(encoders: EvalEncoders, task: Task, clips: int = 64) -> None:
+@dataclass
+class ProbeSettings:
+    protocol: str
+    sampling: Sampling
+    c: float | None = None  # linear: 1.0; svm: the task's C
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    svm_max_iter: int = 1000  # scikit-learn's default; the solver's own criterion is strict (README: SVM cost)
+    finetune: FinetuneOptions | None = None
+    batch_clips: int = 32
+    workers: int = 0
+    extra: dict = field(default_factory=dict)  # recorded in every result (e.g. the catalog)
+
+
+def fit_frontend_on(encoders: EvalEncoders, task: Task, clips: int = 64, audio_seconds: float | None = None) -> None:
     """A random-init baseline has no audio statistics yet: fit them on the task's train audio (no labels used)."""
-    train = task.split("train")
-    dataset = EvalClips(train, encoders.recipe.data.clip, 1)
-    picks = torch.linspace(0, len(train) - 1, min(clips, len(train))).round().long().tolist()
-    encoders.frontend.fit(torch.stack([dataset[i]["audio"] for i in picks]))
+    encoders.frontend.fit(sample_audio(encoders, task.split("train"), task.audio_only, audio_seconds, clips))
+
+
+def probe_split(encoders: EvalEncoders, task: Task, modalities: tuple[str, ...], settings: ProbeSettings,
+                device: torch.device, cache: FeatureCache | None = None) -> list[dict]:
+    train, test = task.split("train"), task.split("test")
+    if not train or not test:
+        raise UsageError(f"task {task.name} split {task.split_id} needs train and test files (got {len(train)} and "
+                         f"{len(test)}); check the data root and the split files")
+    if settings.protocol == "svm" and tuple(modalities) != ("audio",):
+        raise UsageError("--protocol svm is the audio protocol; use --modality audio")
+    sampling = settings.sampling
+    if encoders.checkpoint == "random" or not bool(encoders.frontend.fitted):
+        fit_frontend_on(encoders, task, audio_seconds=sampling.audio_seconds)
+    if settings.protocol == "finetune":
+        results = []
+        for modality in modalities:
+            metrics = finetune(encoders, task, modality, sampling, settings.finetune, device)
+            schedule = settings.finetune.schedule
+            details = {"epochs": schedule.epochs, "warmup_epochs": schedule.warmup_epochs, "lr": settings.finetune.lr}
+            results.append(_record(encoders, task, settings, modality, metrics, details))
+        return results
+    by_modality = _frozen(encoders, task, modalities, settings, device, cache or FeatureCache(None, {}))
+    return [_record(encoders, task, settings, modality, *by_modality[modality]) for modality in modalities]
+
+
+def _frozen(encoders, task: Task, modalities: tuple[str, ...], settings: ProbeSettings, device,
+            cache: FeatureCache) -> dict[str, tuple[dict, dict]]:
+    """{modality: (metrics, details)}; the features of all modalities are extracted in one pass over the data."""
+    sampling = settings.sampling
+    train, test = task.split("train"), task.split("test")
+    train_y, test_y = [v.label for v in train], [v.label for v in test]
+    names = set(AUDIO_LAYERS) if settings.protocol == "svm" else set(modalities)
+
+    def features(part: str, videos: list[TaskVideo], plan: ClipPlan) -> dict[str, torch.Tensor]:
+        found = _features(encoders, task, part, videos, plan, names, sampling, settings, device, cache)
+        return {name: _average_clips(f) if sampling.averages_features else f for name, f in found.items()}
+
+    train_x = features("train", train, sampling.train)
+    tests = [(metric, features("test", test, plan)) for metric, plan in sampling.tests]
+    if settings.protocol == "svm":  # the audio protocol: every layer of the audio encoder
+        c = settings.c if settings.c is not None else task.svm_c
+        layers = {}
+        for name in AUDIO_LAYERS:
+            started = time.perf_counter()
+            probe = SVMProbe(c, settings.svm_max_iter).fit(train_x[name], train_y)
+            layers[name.split(".")[1]] = averaged_top1(probe, tests[0][1][name], test_y)
+            log.info("svm %s: top-1 %.2f%% (%d features, fitted in %.1f s)", name, layers[name.split(".")[1]],
+                     train_x[name].shape[-1], time.perf_counter() - started)
+        best = max(layers, key=layers.get)
+        details = {"c": c, "max_iter": settings.svm_max_iter}
+        return {"audio": ({"top1": layers[best], "best_layer": best, "layers": layers}, details)}
+    out = {}
+    for modality in modalities:
+        if settings.protocol == "knn":
+            probe = KNNProbe(settings.knn_k, settings.knn_temperature).fit(train_x[modality], train_y)
+            details = {"k": settings.knn_k, "temperature": settings.knn_temperature}
+        else:
+            c = settings.c if settings.c is not None else 1.0
+            probe = LogisticProbe(c).fit(train_x[modality], train_y)
+            details = {"c": c}
+        metrics = {}
+        for metric, found in tests:
+            score = clip_top1 if metric == "clip_top1" else averaged_top1
+            metrics[metric] = score(probe, found[modality], test_y)
+        out[modality] = (metrics, details)
+    return out
+
+
+def _features(encoders, task: Task, part: str, videos: list[TaskVideo], plan: ClipPlan, names: set[str],
+              sampling: Sampling, settings: ProbeSettings, device, cache: FeatureCache) -> dict[str, torch.Tensor]:
+    """The features `names` of the plan's clips of `videos`, from the cache where they are there."""
+    clip = encoders.recipe.data.clip
+    files = hashlib.sha1(json.dumps([(v.path, v.label, v.media) for v in videos]).encode()).hexdigest()
+    key = cache.key(task=task.name, split=task.split_id, part=part, plan=plan.name, audio_task=task.audio_only,
+                    window=sampling.audio_seconds or clip.audio_seconds, clip=clip.model_dump(), files=files,
+                    catalog=settings.extra.get("catalog"))
+    found = {name: cache.get(key, name) for name in names}
+    missing = {name for name, tensor in found.items() if tensor is None}
+    if missing:
+        computed = extract_clip_features(encoders, videos, plan, missing, device, task.audio_only,
+                                         sampling.audio_seconds, settings.batch_clips, settings.workers,
+                                         description=f"{task.name} {part} {plan.name}")
+        about = {"task": task.name, "split": task.split_id, "part": part, "plan": plan.name}
+        for name, tensor in computed.items():
+            cache.put(key, name, tensor, about)
+            found[name] = tensor
+    return found
+
+
+def _average_clips(features: torch.Tensor) -> torch.Tensor:
+    """V×K×D → V×1×D, summed clip by clip in order (the same float result as the first probe's running sum)."""
+    total = features[:, 0].clone()
+    for k in range(1, features.shape[1]):
+        total += features[:, k]
+    return (total / features.shape[1]).unsqueeze(1)
+
+
+def _record(encoders, task: Task, settings: ProbeSettings, modality: str, metrics: dict, details: dict) -> dict:
+    train_labels = {v.label for v in task.split("train")}
+    if "top1" not in metrics and "video_top1" in metrics:
+        metrics = {"top1": metrics["video_top1"], **metrics}
+    record = {"task": task.name, "split": task.split_id, "protocol": settings.protocol, "modality": modality,
+              **metrics, "n_train": len(task.split("train")), "n_test": len(task.split("test")),
+              "chance": round(100 / max(len(train_labels), 1), 2)}
+    if settings.sampling.averages_features:
+        record["clips_per_video"] = settings.sampling.train.count
+    else:
+        record.update(settings.sampling.describe())
+    if task.n_missing:
+        record["n_missing"] = task.n_missing
+    record.update(details)
+    record.update({k: v for k, v in settings.extra.items() if v is not None})
+    record.update({"checkpoint": encoders.checkpoint, "recipe_hash": encoders.recipe_hash})
+    return record
 
 
 def run_linear_probe(
     encoders: EvalEncoders, task: Task, modalities: tuple[str, ...], clips_per_video: int,
     device: torch.device, workers: int = 0,
 ) -> list[dict]:
-    if not bool(encoders.frontend.fitted):
-        fit_frontend_on(encoders, task)
-    train, test = task.split("train"), task.split("test")
-    if not train or not test:
-        raise ValueError(f"task {task.name} needs both train and test videos (got {len(train)} and {len(test)})")
-    train_x = extract_features(encoders, train, clips_per_video, device, workers=workers, modalities=modalities)
-    test_x = extract_features(encoders, test, clips_per_video, device, workers=workers, modalities=modalities)
-    results = []
-    for modality in modalities:
-        metrics = linear_probe(train_x[modality], [v.label for v in train], test_x[modality], [v.label for v in test])
-        results.append(
-            {
-                "task": task.name,
-                "split": "test",
-                "protocol": "linear",
-                "modality": modality,
-                **metrics,
-                "chance": round(100 / len(task.classes), 2),
-                "clips_per_video": clips_per_video,
-                "checkpoint": encoders.checkpoint,
-                "recipe_hash": encoders.recipe_hash,
-            }
-        )
-    return results
+    """The first probe's form: the linear protocol on the mean feature of `clips_per_video` evenly spaced clips."""
+    settings = ProbeSettings("linear", mean_sampling(clips_per_video), workers=workers)
+    return probe_split(encoders, task, modalities, settings, device)

@@ -8,6 +8,10 @@ same `t` addresses the picture and the sound at that moment whatever the contain
   display matrix; uint8 T×H×W×3. Instants past the end repeat the last frame.
 - `read_audio(t, seconds, sample_rate)`: float32 mono samples of [t, t + seconds), resampled with torchaudio,
   zero-padded where the file has no sound (before its start, after its end, or no audio stream).
+- `duration_s`: the length of the timeline (the video stream's, or the audio stream's in a sound file).
+
+A file without a video stream (a sound recording) opens with `audio_only=True`; its timeline starts at the first
+audio sample, and `read_video` fails.
 
 Seeking does not trust keyframe flags: when a seek lands after the wanted instant, it retries further back.
 """
@@ -48,7 +52,10 @@ class ClipReadError(AvcliError):
 
 
 class ClipReader:
-    def __init__(self, path: str | Path, video_stream: int | None = None, audio_stream: int | None = None):
+    def __init__(
+        self, path: str | Path, video_stream: int | None = None, audio_stream: int | None = None,
+        audio_only: bool = False,
+    ):
         self.path = str(path)
         try:
             self.container = av.open(self.path, metadata_errors="ignore")
@@ -57,12 +64,26 @@ class ClipReader:
         streams = self.container.streams
         self.video = streams[video_stream] if video_stream is not None else default_video_stream(self.container)
         self.audio = streams[audio_stream] if audio_stream is not None else default_audio_stream(self.container)
-        if self.video is None:
+        if audio_only:
+            self.video = None  # a sound file's cover art is not a video stream
+            if self.audio is None:
+                raise ClipReadError(f"{self.path}: no audio stream")
+        elif self.video is None:
             raise ClipReadError(f"{self.path}: no video stream")
-        self.video.thread_type = "SLICE"  # frame threads add latency per seek and fight dataloader workers
+        else:
+            self.video.thread_type = "SLICE"  # frame threads add latency per seek and fight dataloader workers
         self.reformatter = VideoReformatter()  # keeps its scaler between frames (a new one costs ~1 ms)
-        tb = self.video.time_base
-        self.origin_s = float(self.video.start_time * tb) if self.video.start_time is not None else 0.0
+        timeline = self.video if self.video is not None else self.audio
+        tb = timeline.time_base
+        self.origin_s = float(timeline.start_time * tb) if timeline.start_time is not None else 0.0
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the timeline: the stream's duration, else the container's (0.0 when neither is known)."""
+        stream = self.video if self.video is not None else self.audio
+        if stream.duration:
+            return float(stream.duration * stream.time_base)
+        return self.container.duration / 1e6 if self.container.duration else 0.0
 
     # ------------------------------------------------------------------------------------------ video
 
@@ -76,6 +97,8 @@ class ClipReader:
         T×H×W×3. Windows less than `max_gap_s` apart share one seek and one decode pass (clips of one item in
         a hierarchical batch, ordering pairs, speed-ups), instead of a seek and a keyframe's worth of decoding
         each."""
+        if self.video is None:
+            raise ClipReadError(f"{self.path}: no video stream (opened as a sound file)")
         order = sorted(range(len(windows)), key=lambda i: windows[i][0])
         out: list[torch.Tensor | None] = [None] * len(windows)
         group: list[int] = []
@@ -197,8 +220,14 @@ class ClipReader:
         # Lossless codecs (the FLAC of training copies) have no such overlap.
         preroll_s = 0.0 if self.audio.codec_context.name in _NO_PREROLL_CODECS else 0.1
         target = self.origin_s + start / native - preroll_s
-        self.container.seek(max(0, int(target / tb)), stream=self.audio, backward=True)
-        self.audio.codec_context.flush_buffers()  # forget the previous read: a read depends only on its window
+        try:
+            self.container.seek(max(0, int(target / tb)), stream=self.audio, backward=True)
+            self.audio.codec_context.flush_buffers()  # forget the previous read: a read depends only on its window
+        except av.error.FFmpegError:
+            # FFmpeg refuses to seek in some tiny sound files (a FLAC of a single frame: EPERM); reading from
+            # the start of a freshly opened file gives the same samples.
+            self._reopen()
+            tb = self.audio.time_base
         try:
             for frame in self._decode(self.audio):
                 if frame.pts is None:
@@ -219,6 +248,16 @@ class ClipReader:
         return out
 
     # ------------------------------------------------------------------------------------------ lifetime
+
+    def _reopen(self) -> None:
+        video_index = self.video.index if self.video is not None else None
+        audio_index = self.audio.index if self.audio is not None else None
+        self.container.close()
+        self.container = av.open(self.path, metadata_errors="ignore")
+        self.video = self.container.streams[video_index] if video_index is not None else None
+        self.audio = self.container.streams[audio_index] if audio_index is not None else None
+        if self.video is not None:
+            self.video.thread_type = "SLICE"
 
     def close(self) -> None:
         self.container.close()

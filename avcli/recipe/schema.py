@@ -301,6 +301,18 @@ class AVTS(Strict):
         description="also treat every video–audio pairing across two different items of the batch as an easy "
         "negative (B·(B−1) more negatives per step; without them tiny CPU runs do not leave chance level)",
     )
+    sync_bins: int = Field(
+        0,
+        ge=0,
+        description="0: compare the towers' pooled embeddings (the projection heads); K > 0: time-aligned "
+        "embeddings, K bins over the video clip's span from each tower's third stage (the audio bins cut from the "
+        "part of its window the video covers), so *when* events happen survives (hard negatives differ only in that)",
+    )
+    center_embeddings: bool = Field(
+        False,
+        description="batch-normalise (no affine) each modality's sync embedding before the L2 norm, so the "
+        "embeddings cannot collapse onto one point (the margin loss's do-nothing optimum at d = η/2)",
+    )
     held_out_pairs: int = Field(
         256, ge=0, description="fixed pairs (half positives, negatives half easy, half hard) for sync accuracy"
     )

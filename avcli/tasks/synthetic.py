@@ -9,8 +9,12 @@ from avcli.errors import UsageError
 from avcli.media.synthetic import CLASS_NAMES
 from avcli.tasks.base import Task, TaskVideo
 
+LAYOUT = "a synthetic world (labels.csv); defaults to the recipe's catalog"
 
-def load_synthetic(root: Path) -> Task:
+
+def load_synthetic(root: Path, meta: Path | None = None, allow_missing: bool = False) -> Task:
+    """The world is generated whole, so nothing may be missing (`meta`, `allow_missing`: the registry's
+    signature, unused)."""
     labels = Path(root) / "labels.csv"
     if not labels.is_file():
         raise UsageError(
@@ -30,3 +34,4 @@ def load_synthetic(root: Path) -> Task:
         )
     n_classes = max(v.label for v in videos) + 1
     return Task("synthetic", CLASS_NAMES[:n_classes], videos)
+

@@ -18,7 +18,7 @@ def build_objective(recipe, model, items) -> Objective:
     if method.kind == "robust_xid":
         return RobustXIDObjective(method, len(items), dim, faulty=[bool(i.extra.get("faulty", False)) for i in items])
     if method.kind == "avts":
-        return AVTSObjective(method, dim)
+        return AVTSObjective(method, dim, model=model, data=recipe.data)
     if method.kind == "temporal":
         return TemporalObjective(method, tuple(recipe.data.sampler.speeds), model.video.out_dim, model.audio.out_dim,
                                  dim, len(items))

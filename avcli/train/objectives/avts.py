@@ -14,6 +14,8 @@ pairs' mean scaled by its part of the global pair count — the one-process loss
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from avcli.losses import FusedSyncClassifier, avts_margin_loss, fused_sync_loss
 from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
@@ -22,10 +24,50 @@ from avcli.train.objectives.xid import embed_pair
 
 
 class AVTSObjective(Objective):
-    def __init__(self, cfg, dim: int):
+    def __init__(self, cfg, dim: int, model=None, data=None):
         super().__init__()
         self.cfg = cfg
+        self.bins = int(getattr(cfg, "sync_bins", 0) or 0)
+        if self.bins:
+            if model is None or data is None:
+                raise ValueError("sync_bins needs the model and the data settings")
+            self.uses_every_parameter = False  # the projection heads and the last stage are not used
+            video_ch, audio_ch = _third_stage_channels(model, data)
+            per_bin = max(dim // self.bins, 1)
+            dim = per_bin * self.bins
+            hidden = model.video_head.net[0].out_features
+            self.video_bins = _bin_head(video_ch, hidden, per_bin)
+            self.audio_bins = _bin_head(audio_ch, hidden, per_bin)
+            video_s, audio_s = data.clip.frames / data.clip.fps, data.clip.audio_seconds
+            # the part of the audio window the (centred) video clip covers: positives are aligned there
+            self.audio_span = ((audio_s - video_s) / 2 / audio_s, (audio_s + video_s) / 2 / audio_s) \
+                if audio_s > video_s else (0.0, 1.0)
+        self.center = bool(getattr(cfg, "center_embeddings", False))
+        if self.center:
+            self.center_video = nn.BatchNorm1d(dim, affine=False)
+            self.center_audio = nn.BatchNorm1d(dim, affine=False)
         self.classifier = FusedSyncClassifier(dim, cfg.fused_hidden, cfg.fused_interactions) if cfg.loss == "fused" else None
+
+    def embed(self, model, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised (video, audio) sync embeddings of slot 0, float32: the projection heads' (as xID) or,
+        with `sync_bins`, K time-aligned bins; optionally centred over the batch first."""
+        if not self.bins and not self.center:
+            return embed_pair(model, batch)
+        video, audio = batch.video[:, 0], batch.audio[:, 0]
+        if self.bins:
+            v = F.adaptive_max_pool1d(model.video.stages(video)[-2].amax(dim=(3, 4)), self.bins)  # B×C×K
+            a = model.audio.stages(audio)[-2].amax(dim=3)  # B×C×T (spectrogram time, frequency pooled)
+            length = a.shape[2]
+            first = min(int(round(self.audio_span[0] * length)), length - 1)
+            last = max(int(round(self.audio_span[1] * length)), first + 1)
+            a = F.adaptive_max_pool1d(a[:, :, first:last], self.bins)
+            v, a = self.video_bins(v).flatten(1), self.audio_bins(a).flatten(1)
+        else:
+            v, a = model.video_head.net(model.video(video)), model.audio_head.net(model.audio(audio))
+        v, a = v.float(), a.float()
+        if self.center:
+            v, a = self.center_video(v), self.center_audio(a)
+        return F.normalize(v, dim=1), F.normalize(a, dim=1)
 
     def predict(self, v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(bool "in sync" per pair, fused logits or None)."""
@@ -35,7 +77,7 @@ class AVTSObjective(Objective):
         return logits > 0, logits
 
     def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
-        v, a = embed_pair(model, batch)
+        v, a = self.embed(model, batch)
         positive = batch.labels["sync"].bool()
         predicted, logits = self.predict(v, a)
         if logits is None:
@@ -82,13 +124,42 @@ class AVTSObjective(Objective):
 
     @torch.no_grad()
     def held_out_stats(self, model, batch: TrainBatch, chunk: int = 64) -> dict:
-        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time."""
-        predicted = []
+        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time, and
+        the embedding geometry behind it (see `embedding_stats`)."""
+        predicted, videos, audios = [], [], []
         for start in range(0, batch.size, chunk):
             part = batch.rows(slice(start, start + chunk))
-            predicted.append(self.predict(*embed_pair(model, part))[0])
+            v, a = self.embed(model, part)
+            predicted.append(self.predict(v, a)[0])
+            videos.append(v)
+            audios.append(a)
         stats = sync_stats(torch.cat(predicted), batch.labels["sync"].bool(), batch.labels["negative"])
+        stats.update(embedding_stats(torch.cat(videos), torch.cat(audios), batch.labels["negative"]))
         return {f"heldout_{k}": x for k, x in stats.items()}
+
+
+def _bin_head(channels: int, hidden: int, out: int) -> nn.Module:
+    """The same small MLP on every time bin (1×1 convolutions over B×C×K)."""
+    return nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv1d(hidden, out, 1))
+
+
+@torch.no_grad()
+def _third_stage_channels(model, data) -> tuple[int, int]:
+    """Channels of each tower's third stage, from one forward pass on a dummy clip (eval mode: no statistics
+    change)."""
+    from avcli.media.audio_features import build_audio_frontend  # only shapes are needed
+
+    clip = data.clip
+    frontend = build_audio_frontend(data.audio, clip.sample_rate)
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        video = torch.zeros(1, 3, clip.frames, clip.size, clip.size, device=device)
+        audio = frontend(torch.zeros(1, int(round(clip.audio_seconds * clip.sample_rate)))).to(device)
+        return model.video.stages(video)[-2].shape[1], model.audio.stages(audio)[-2].shape[1]
+    finally:
+        model.train(was_training)
 
 
 def sync_stats(predicted: torch.Tensor, positive: torch.Tensor, negative_kinds: list[str]) -> dict:
@@ -102,3 +173,23 @@ def sync_stats(predicted: torch.Tensor, positive: torch.Tensor, negative_kinds: 
             stats[f"sync_accuracy_{name}"] = float(correct[mask].mean())
     return stats
 
+
+
+def embedding_stats(v: torch.Tensor, a: torch.Tensor, negative_kinds: list[str]) -> dict:
+    """Why sync accuracy is what it is: the mean pair distance ‖v−a‖ per kind of pair (positives must end up
+    closer than negatives) and the mean cosine between different samples' embeddings of one modality
+    (`mean_cosine_video`/`_audio`; near 1 = collapsed: every clip maps to about the same point, so no pair can be
+    told from another, the state the margin loss settles in when it learns nothing, at d ≈ η/2 for every pair)."""
+    stats = {}
+    distance = (v - a).norm(dim=1)
+    kinds = list(negative_kinds)
+    for kind, name in (("none", "positive"), ("easy", "easy"), ("hard", "hard"), ("superhard", "superhard")):
+        mask = torch.tensor([k == kind for k in kinds], device=distance.device)
+        if bool(mask.any()):
+            stats[f"distance_{name}"] = float(distance[mask].mean())
+    for name, x in (("video", v), ("audio", a)):
+        n = x.shape[0]
+        if n > 1:
+            gram = x @ x.t()
+            stats[f"mean_cosine_{name}"] = float((gram.sum() - gram.diagonal().sum()) / (n * (n - 1)))
+    return stats

@@ -1,0 +1,150 @@
+"""The probe protocols end to end on miniature benchmark trees (tiny encoders, few clips): the AVID audio SVM
+on ESC-50's five folds, linear / kNN / fine-tuning on UCF101 with Clip@1 and Video@1, the feature cache, the
+results file, and the clip sampling they rest on."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+
+from avcli.cli import run
+from avcli.evaluate import probe as probe_module
+from avcli.evaluate.clip_features import VideoClips
+from avcli.evaluate.clip_sampling import ClipPlan, standard_sampling
+from avcli.recipe.schema import Clip
+from avcli.tasks.base import TaskVideo
+
+from conftest import tiny_recipe_dict
+from media_helpers import write_tone_audio
+from task_trees import build_esc50, build_ucf101, needs_splits
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVCLI_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, write_recipe):
+    return write_recipe(tiny_recipe_dict(tmp_path / "unused", tmp_path / "run"))
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ clip sampling
+
+
+def test_standard_sampling_counts_and_random_starts_that_depend_only_on_the_file():
+    video = standard_sampling(audio_task=False)
+    assert (video.train.kind, video.train.count) == ("random", 10)
+    assert [(m, p.kind, p.count) for m, p in video.tests] == [("video_top1", "even", 10), ("clip_top1", "random", 25)]
+    audio = standard_sampling(audio_task=True)
+    assert [(m, p.kind, p.count) for m, p in audio.tests] == [("top1", "even", 10)] and audio.audio_seconds == 2.0
+    plan = ClipPlan("random", 25)
+    starts = plan.starts(10.0, 2.0, "a.mp4")
+    assert len(starts) == 25 and all(0 <= t <= 8.0 for t in starts) and len(set(starts)) == 25
+    assert starts == plan.starts(10.0, 2.0, "a.mp4") != plan.starts(10.0, 2.0, "b.mp4")
+    assert ClipPlan("even", 10).starts(12.0, 2.0, "x") == pytest.approx([0.5 + k for k in range(10)])
+
+
+def test_audio_windows_tile_a_short_recording_and_read_sound_files_without_video(tmp_path):
+    short = write_tone_audio(tmp_path / "short.flac", 1000.0, seconds=0.3)
+    long = write_tone_audio(tmp_path / "long.wav", 500.0, seconds=3.0)
+    clip = Clip(frames=4, fps=8, size=32, audio_seconds=1.0, sample_rate=16000)
+    videos = [TaskVideo(str(short), 0, "test"), TaskVideo(str(long), 1, "test")]
+    dataset = VideoClips(videos, clip, ClipPlan("even", 3), want_video=True, want_audio=True, audio_task=True,
+                         audio_seconds=1.0)
+    tiled = dataset[0]["audio"]
+    assert tiled.shape == (3, 16000) and "video" not in dataset[0]
+    period = 4800  # 0.3 s at 16 kHz: the recording repeats to fill the 1 s window
+    assert torch.allclose(tiled[0, :period], tiled[0, period : 2 * period]) and torch.equal(tiled[0], tiled[2])
+    windows = dataset[1]["audio"]
+    # evenly spaced 1 s windows of 3 s start at 1/3, 1 and 5/3 s: a 500 Hz tone, so offsets show as phase
+    offsets = [round(t * 16000) for t in ClipPlan("even", 3).starts(3.0, 1.0, "")]
+    full = torch.sin(2 * torch.pi * 500 * torch.arange(48000) / 16000) * 0.5
+    for k, offset in enumerate(offsets):
+        assert torch.allclose(windows[k], full[offset : offset + 16000], atol=2e-3)
+
+
+# ------------------------------------------------------------------------------------------------ ESC-50 / SVM
+
+
+@needs_splits
+def test_esc50_svm_every_layer_every_fold_and_the_mean(tmp_path, tiny_recipe, capsys):
+    rows = build_esc50(tmp_path / "esc50", seconds=0.6)
+    args = ["probe", "--task", "esc50", "--data-root", str(tmp_path / "esc50"), "--checkpoint", "random",
+            "--recipe", str(tiny_recipe), "--protocol", "svm", "--splits", "all", "--train-clips", "2",
+            "--test-clips", "2", "--audio-seconds", "0.5", "--results-dir", str(tmp_path / "results")]
+    assert run(args) == 0
+    records = _json_lines(capsys.readouterr().out)
+    folds, summary = records[:5], records[5]
+    assert [r["split"] for r in folds] == ["1", "2", "3", "4", "5"] and summary["split"] == "mean"
+    for record in folds:
+        assert record["protocol"] == "svm" and record["modality"] == "audio" and record["c"] == 10.0
+        assert (record["n_train"], record["n_test"]) == (12, 3) and set(record["layers"]) == {
+            "conv2x", "conv3x", "conv4x", "conv5x"}
+        assert record["best_layer"] == max(record["layers"], key=record["layers"].get)
+        assert record["top1"] == record["layers"][record["best_layer"]] == 100.0  # one tone per class: separable
+    assert summary["top1"] == round(statistics.fmean(r["top1"] for r in folds), 2) and summary["top1_std"] == 0.0
+    assert _json_lines((tmp_path / "results" / "results.jsonl").read_text()) == records
+    assert len(rows) == 15
+
+
+# ------------------------------------------------------------------------------------------------ UCF101
+
+
+@pytest.fixture(scope="module")
+def ucf_mini(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ucf101")
+    build_ucf101(root, groups=(1, 8, 22))
+    return root
+
+
+@needs_splits
+def test_ucf101_linear_knn_and_the_feature_cache(ucf_mini, tmp_path, tiny_recipe, capsys, monkeypatch):
+    base = ["probe", "--task", "ucf101", "--data-root", str(ucf_mini), "--checkpoint", "random", "--recipe",
+            str(tiny_recipe), "--train-clips", "2", "--test-clips", "3", "--random-test-clips", "4",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert run(base) == 0
+    linear = _json_lines(capsys.readouterr().out)
+    assert [r["modality"] for r in linear] == ["video", "audio"]
+    for record in linear:
+        assert record["split"] == "1" and record["protocol"] == "linear" and (record["n_train"], record["n_test"]) == (6, 3)
+        assert record["top1"] == record["video_top1"] and 0 <= record["clip_top1"] <= 100
+        assert (record["train_clips"], record["test_clips_video_top1"], record["test_clips_clip_top1"]) == (
+            "random2s0", "even3", "random4s1")
+    assert linear[0]["video_top1"] == 100.0 and linear[1]["video_top1"] == 100.0  # colour / tone per class
+    # the same probe again, and kNN on the same clips: features come from the cache, nothing is decoded
+    calls = []
+    real_extract = probe_module.extract_clip_features
+    monkeypatch.setattr(probe_module, "extract_clip_features", lambda *a, **k: calls.append(a) or real_extract(*a, **k))
+    assert run(base) == 0
+    assert _json_lines(capsys.readouterr().out) == linear and calls == []
+    assert run(base + ["--protocol", "knn", "--k", "3", "--temperature", "0.1", "--modality", "video"]) == 0
+    (knn,) = _json_lines(capsys.readouterr().out)
+    assert calls == [] and (knn["protocol"], knn["k"], knn["temperature"]) == ("knn", 3, 0.1)
+    assert knn["video_top1"] == 100.0
+    assert run(base + ["--no-cache", "--modality", "video"]) == 0
+    assert len(calls) == 3  # train, Video@1 and Clip@1 clips extracted again
+    assert _json_lines(capsys.readouterr().out)[0]["top1"] == linear[0]["top1"]
+
+
+@needs_splits
+def test_ucf101_finetune_short_schedule(ucf_mini, tmp_path, tiny_recipe, capsys):
+    args = ["probe", "--task", "ucf101", "--data-root", str(ucf_mini), "--checkpoint", "random", "--recipe",
+            str(tiny_recipe), "--protocol", "finetune", "--modality", "video", "--epochs", "2", "--warmup-epochs", "1",
+            "--milestones", "1", "--batch-size", "4", "--test-clips", "2", "--random-test-clips", "2",
+            "--splits", "2", "--no-cache"]
+    assert run(args) == 0
+    captured = capsys.readouterr()
+    (record,) = _json_lines(captured.out)
+    assert (record["protocol"], record["split"], record["epochs"], record["warmup_epochs"]) == ("finetune", "2", 2, 1)
+    assert (record["n_train"], record["n_test"]) == (6, 3) and 0 <= record["clip_top1"] <= 100
+    epochs = [line for line in captured.err.splitlines() if "fine-tune video epoch" in line]
+    assert len(epochs) == 3 and "(classifier only)" in epochs[0] and "(classifier only)" not in epochs[1]
+    assert "lr 0.0001" in epochs[1] and "lr 3e-05" in epochs[2]  # ×0.3 from full epoch 1 on
