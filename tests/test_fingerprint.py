@@ -158,3 +158,21 @@ def test_fingerprint_usage_errors(tmp_path, capsys):
     assert "--corruptions fog" in capsys.readouterr().err
     assert run(["fingerprint", "dedup", str(tmp_path)]) == 2
     assert "pass --checkpoint" in capsys.readouterr().err
+
+
+def test_eval_reuses_the_queries_already_written_in_its_work_folder(world_videos, tmp_path, recipe, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(world_videos[10], src / world_videos[10].name)
+    args = ["fingerprint", "eval", str(src), "--checkpoint", "random", "--recipe", str(recipe), "--clip", "2",
+            "--max-clips", "1", "--corruptions", "resize", "--work", str(tmp_path / "work")]
+    assert run(args) == 0
+    first = _lines(capsys)
+    query = next((tmp_path / "work" / "queries" / "resize").glob("*.mp4"))
+    stamp = query.stat().st_mtime_ns
+    assert run(args) == 0
+    assert _lines(capsys)[:-1] == first[:-1] and query.stat().st_mtime_ns == stamp  # reused, same results
+    assert run(args[:-4] + ["--seed", "1", "--corruptions", "resize", "--work", str(tmp_path / "work")]) == 0
+    assert query.stat().st_mtime_ns != stamp  # another seed: written again
+    queries = json.loads((tmp_path / "work" / "queries" / "queries.json").read_text())
+    assert [q["corruption"] for q in queries] == ["resize"] and (tmp_path / "work" / "query-index" / "index.json").is_file()

@@ -22,6 +22,7 @@ import torchvision.transforms.v2.functional as TF
 from avcli.media.clip_reader import ClipReader
 
 TRIM_S = 1.0
+SUITE_VERSION = 1  # bump when an edit changes, so that query files cached by `fingerprint eval` are rewritten
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from avcli.evaluate.corruptions import CORRUPTIONS, TRIM_S, corrupt_file, expected_offset_s, read_clip, write_clip
+from avcli.evaluate.corruptions import CORRUPTIONS, SUITE_VERSION, TRIM_S, corrupt_file, expected_offset_s, read_clip, write_clip
 from avcli.evaluate.fingerprint import (
     CALIBRATION_JSON, KINDS, best_threshold, build_fingerprint_index, embed_queries, rank_items,
 )
@@ -40,18 +40,51 @@ REFERENCE_FPS, REFERENCE_RATE, REFERENCE_SHORT_SIDE = 25.0, 32000, 360
 DUPLICATE_LEVEL = 3.0  # mean absolute difference of 32×32 grey thumbnails (0-255) below which footage is the same
 
 
+class WrittenFiles:
+    """What each file of a work folder was made from (`made.json`): a file whose recorded recipe equals the one
+    asked for is reused instead of written again, so that re-running `fingerprint eval` with the same --work
+    skips cutting and corrupting (the slow part) and only embeds and matches."""
+
+    NAME = "made.json"
+
+    def __init__(self, folder: Path):
+        self.path = folder / self.NAME
+        self.entries = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def fresh(self, path: Path, recipe: dict) -> bool:
+        return path.is_file() and self.entries.get(path.name) == recipe
+
+    def record(self, path: Path, recipe: dict) -> None:
+        self.entries[path.name] = recipe
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
+
+
+def _file_stamp(path: str) -> dict:
+    stat = Path(path).stat()
+    return {"file": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def cut_references(sources: list[MediaSource], out: Path, clip_s: float, max_clips: int) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
+    made = WrittenFiles(out)
     refs = []
     for src in sources:
         count = max(1, min(max_clips, int(src.duration_s // clip_s)))
         for k in range(count):
             start, seconds = k * clip_s, min(clip_s, src.duration_s)
-            clip = read_clip(src.source, start, seconds, REFERENCE_FPS, REFERENCE_RATE, REFERENCE_SHORT_SIDE)
             path = out / f"{Path(src.path).stem}-{k:02d}.mp4"
-            write_clip(clip, path)
+            recipe = {"source": _file_stamp(src.source), "start_s": start, "seconds": seconds,
+                      "fps": REFERENCE_FPS, "rate": REFERENCE_RATE, "short_side": REFERENCE_SHORT_SIDE}
+            if not made.fresh(path, recipe):
+                clip = read_clip(src.source, start, seconds, REFERENCE_FPS, REFERENCE_RATE, REFERENCE_SHORT_SIDE)
+                write_clip(clip, path)
+                made.record(path, recipe)
             refs.append({"path": str(path), "source": src.path, "start_s": start, "seconds": seconds,
                          "has_audio": src.audio_stream is not None})
+    made.save()
     (out / "references.json").write_text(json.dumps(refs, indent=1))
     return refs
 
@@ -81,17 +114,28 @@ def drop_duplicate_footage(refs: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def make_queries(refs: list[dict], out: Path, corruptions: list[str], segment_s: float, seed: int) -> list[dict]:
     queries = []
+    made = {}
     for ref in refs:
-        clean = read_clip(ref["path"], 0.0, ref["seconds"], REFERENCE_FPS, REFERENCE_RATE)
+        clean = None  # decoded only when one of its corrupted copies has to be written
         for name in corruptions:
             if name == "trim" and ref["seconds"] < TRIM_S + segment_s:
                 continue  # nothing of a segment would be left
             folder = out / name
-            folder.mkdir(parents=True, exist_ok=True)
+            made.setdefault(name, WrittenFiles(folder))
             path = folder / Path(ref["path"]).name
-            corrupt_file(clean, name, path, seed + zlib.crc32(f"{name}/{path.name}".encode()))
+            file_seed = seed + zlib.crc32(f"{name}/{path.name}".encode())
+            recipe = {"reference": _file_stamp(ref["path"]), "corruption": name, "seed": file_seed,
+                      "suite": SUITE_VERSION}
+            if not made[name].fresh(path, recipe):
+                folder.mkdir(parents=True, exist_ok=True)
+                if clean is None:
+                    clean = read_clip(ref["path"], 0.0, ref["seconds"], REFERENCE_FPS, REFERENCE_RATE)
+                corrupt_file(clean, name, path, file_seed)
+                made[name].record(path, recipe)
             queries.append({"path": str(path), "corruption": name, "reference": ref["path"],
                             "expected_offset_s": expected_offset_s(name)})
+    for files in made.values():
+        files.save()
     return queries
 
 
@@ -110,6 +154,9 @@ def evaluate_fingerprints(encoders, sources, work: Path, device, clip_s: float =
     queries = make_queries(refs, work / "queries", corruptions, segment_s, seed)
     query_sources = [media_source(q["path"]) for q in queries]
     embedded = embed_queries(encoders, query_sources, db.meta, device)
+    embedded.save(work / "query-index")  # with queries.json: enough to re-score without decoding again
+    (work / "queries" / "queries.json").write_text(json.dumps(
+        [dict(q, item_id=s.item_id) for q, s in zip(queries, query_sources)], indent=1))
     ref_id = {r["path"]: s.item_id for r, s in zip(refs, ref_sources)}
     audible_ref = {row["item_id"] for row in db.rows if row["audible"]}
 
