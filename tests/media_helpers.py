@@ -6,6 +6,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from avcli.media.mux_audio import mux_mono_audio
 
 
 def write_counter_video(
@@ -36,13 +37,7 @@ def write_counter_video(
             for t in clicks_s:
                 start = int(round(t * sample_rate))
                 signal[start : start + 80] = 0.9
-            for start in range(0, n, 1024):
-                chunk = av.AudioFrame.from_ndarray(signal[None, start : start + 1024], format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = sample_rate, start
-                for packet in sound.encode(chunk):
-                    container.mux(packet)
-            for packet in sound.encode():
-                container.mux(packet)
+            mux_mono_audio(container, sound, signal, sample_rate)
     return path
 
 
@@ -99,10 +94,4 @@ def _encode_tone(container, sound, tone_hz, seconds, sample_rate, sample_format=
     signal = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / sample_rate)).astype(np.float32)
     if sample_format == "s16":
         signal = (signal * 32767).astype(np.int16)
-    for start in range(0, n, 1024):
-        chunk = av.AudioFrame.from_ndarray(signal[None, start : start + 1024], format=sample_format, layout="mono")
-        chunk.sample_rate, chunk.pts = sample_rate, start
-        for packet in sound.encode(chunk):
-            container.mux(packet)
-    for packet in sound.encode():
-        container.mux(packet)
+    mux_mono_audio(container, sound, signal, sample_rate, sample_format=sample_format)

@@ -17,6 +17,7 @@ from avcli.evaluate.retrieval import KS, recall_at_k, run_retrieval
 from avcli.evaluate.video_embeddings import embed_videos
 from avcli.tasks import load_task
 from avcli.tasks.base import Task, TaskVideo
+from avcli.media.mux_audio import mux_mono_audio
 
 from conftest import tiny_recipe_dict
 
@@ -71,13 +72,7 @@ def _write_class_video(path: Path, label: int, variant: int, seconds: float = 1.
         n = int(seconds * 16000)
         wave = 0.3 * np.sin(2 * np.pi * (220 * (label + 1) + 7 * variant) * np.arange(n) / 16000)
         wave = wave.astype(np.float32)
-        for start in range(0, n, 1152):
-            frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1152], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, start
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode():
-            out.mux(packet)
+        mux_mono_audio(out, sound, wave, 16000, frame_size=1152)
 
 
 def make_mini_ucf101(root: Path, groups: int = 4, clips: int = 1) -> Path:

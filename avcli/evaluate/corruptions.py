@@ -20,6 +20,7 @@ import torchaudio.functional as AF
 import torchvision.transforms.v2.functional as TF
 
 from avcli.media.clip_reader import ClipReader
+from avcli.media.mux_audio import mux_mono_audio
 
 TRIM_S = 1.0
 SUITE_VERSION = 1  # bump when an edit changes, so that query files cached by `fingerprint eval` are rewritten
@@ -77,13 +78,7 @@ def write_clip(clip: Clip, path: str | Path, encoding: Encoding = Encoding()) ->
         for packet in video.encode():
             out.mux(packet)
         samples = audio.clamp(-1, 1).numpy().astype(np.float32)
-        for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode():
-            out.mux(packet)
+        mux_mono_audio(out, sound, samples, rate)
     return Path(path)
 
 

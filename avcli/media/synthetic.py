@@ -30,6 +30,7 @@ import av
 import numpy as np
 
 from avcli.recipe.schema import SyntheticWorld
+from avcli.media.mux_audio import mux_mono_audio
 
 CLASS_NAMES = ["disc", "square", "triangle", "plus", "ring", "star", "half_disc", "bar"]
 
@@ -280,14 +281,7 @@ def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sampl
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        for start in range(0, len(audio), 1024):
-            chunk = av.AudioFrame.from_ndarray(audio[None, start : start + 1024], format="fltp", layout="mono")
-            chunk.sample_rate = sample_rate
-            chunk.pts = start
-            for packet in sound.encode(chunk):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+        mux_mono_audio(container, sound, audio, sample_rate)
     tmp.replace(path)
 
 
