@@ -28,10 +28,11 @@ class Conv2D10(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_dim = widths[-1]
 
-    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def stages(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Every stage's output (conv2x..conv5x), or only the first `upto` (the later ones are not computed)."""
         x = self.stem(x)
         outputs = []
-        for block in self.blocks:
+        for block in list(self.blocks)[:upto]:
             x = block(x)
             outputs.append(x)
         return outputs
@@ -50,11 +51,12 @@ class ResNet18Audio(nn.Module):
         self.net.fc = nn.Identity()
         self.out_dim = 512
 
-    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def stages(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Every stage's output (conv2x..conv5x), or only the first `upto` (the later ones are not computed)."""
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
         outputs = []
-        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
+        for layer in (n.layer1, n.layer2, n.layer3, n.layer4)[:upto]:
             x = layer(x)
             outputs.append(x)
         return outputs

@@ -58,10 +58,11 @@ class AvidR2Plus1D(nn.Module):
         self.stages_ = _stages(width, blocks, temporal=(True, True, True, True), time_strides=(1, 2, 2, 2))
         self.out_dim = 8 * width
 
-    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def stages(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Every stage's output (conv2x..conv5x), or only the first `upto` (the later ones are not computed)."""
         x = self.stem(x)
         outputs = []
-        for stage in self.stages_:
+        for stage in list(self.stages_)[:upto]:
             x = stage(x)
             outputs.append(x)
         return outputs
@@ -111,10 +112,11 @@ class TorchvisionVideoResNet(nn.Module):
         self.net.fc = nn.Identity()
         self.out_dim = 512
 
-    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def stages(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Every stage's output (conv2x..conv5x), or only the first `upto` (the later ones are not computed)."""
         x = self.net.stem(x)
         outputs = []
-        for layer in (self.net.layer1, self.net.layer2, self.net.layer3, self.net.layer4):
+        for layer in (self.net.layer1, self.net.layer2, self.net.layer3, self.net.layer4)[:upto]:
             x = layer(x)
             outputs.append(x)
         return outputs

@@ -55,8 +55,8 @@ class AVTSObjective(Objective):
             return embed_pair(model, batch)
         video, audio = batch.video[:, 0], batch.audio[:, 0]
         if self.bins:
-            v = F.adaptive_max_pool1d(model.video.stages(video)[-2].amax(dim=(3, 4)), self.bins)  # B×C×K
-            a = model.audio.stages(audio)[-2].amax(dim=3)  # B×C×T (spectrogram time, frequency pooled)
+            v = F.adaptive_max_pool1d(model.video.stages(video, upto=3)[-1].amax(dim=(3, 4)), self.bins)  # B×C×K
+            a = model.audio.stages(audio, upto=3)[-1].amax(dim=3)  # B×C×T (spectrogram time, frequency pooled)
             length = a.shape[2]
             first = min(int(round(self.audio_span[0] * length)), length - 1)
             last = max(int(round(self.audio_span[1] * length)), first + 1)
@@ -157,7 +157,7 @@ def _third_stage_channels(model, data) -> tuple[int, int]:
         device = next(model.parameters()).device
         video = torch.zeros(1, 3, clip.frames, clip.size, clip.size, device=device)
         audio = frontend(torch.zeros(1, int(round(clip.audio_seconds * clip.sample_rate)))).to(device)
-        return model.video.stages(video)[-2].shape[1], model.audio.stages(audio)[-2].shape[1]
+        return model.video.stages(video, upto=3)[-1].shape[1], model.audio.stages(audio, upto=3)[-1].shape[1]
     finally:
         model.train(was_training)
 
