@@ -151,3 +151,24 @@ def test_symlinks_are_followed_once(tmp_path, capsys):
     run(["ingest", str(folder), "--out", str(tmp_path / "c"), "--workers", "1"])
     paths = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
     assert len(paths) == len(set(paths)) == 3
+
+
+def test_a_catalog_appears_only_with_its_schema(tmp_path, monkeypatch):
+    """Killed while creating the database (the CI flake this pins: a `catalog.sqlite` without its `meta` table),
+    a catalog must not exist at all; leftovers of dead creators are cleared and the next creation works."""
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "catalog.sqlite.creating-999999999").write_bytes(b"half")  # a creator that died (no such pid)
+
+    def dies(self):
+        raise KeyboardInterrupt  # stands in for the kill: after the file exists, before the schema is committed
+
+    monkeypatch.setattr(Catalog, "_create_schema", dies)
+    with pytest.raises(KeyboardInterrupt):
+        Catalog(root, create=True)
+    assert not (root / "catalog.sqlite").exists()
+    monkeypatch.undo()
+    with Catalog(root, create=True) as c:
+        c.upsert([{"item_id": "a", "path": "/x.mp4", "status": "ok"}])
+    assert sorted(p.name for p in root.iterdir() if "creating" in p.name) == []
+    assert [r["item_id"] for r in _rows(root)] == ["a"]

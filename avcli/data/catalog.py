@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,16 @@ def content_hash(path: str | Path, size: int, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Catalog:
     def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root)
@@ -111,14 +122,41 @@ class Catalog:
         if not db.exists():
             if not create:
                 raise UsageError(f"{self.root}: not a catalog (no {DB_NAME}); create one with `avcli ingest`")
-            self.root.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(db), timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+            self._create_atomically(db)
+        self.db = self._connect(db)
         if create:
             self._create_schema()
         self._check_version()
         self._add_missing_columns()
+
+    @staticmethod
+    def _connect(db: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(db), timeout=60)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _create_atomically(self, db: Path) -> None:
+        """A new catalog appears under its name only with its schema in it: it is built beside the final path
+        and renamed, so a process killed while creating it leaves no schema-less `catalog.sqlite` for readers
+        to trip over (the next ingest simply starts again)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for leftover in self.root.glob(f"{db.name}.creating-*"):  # left by creators killed earlier
+            if not _process_alive(leftover.name.split(".creating-", 1)[1].split("-", 1)[0]):
+                leftover.unlink(missing_ok=True)
+        tmp = db.with_name(f"{db.name}.creating-{os.getpid()}")
+        conn = self._connect(tmp)
+        try:
+            self.db = conn
+            self._create_schema()
+        finally:
+            conn.close()  # checkpoints the WAL into the file, so the link below carries everything
+        try:
+            os.link(tmp, db)  # unlike a rename, never replaces a catalog another process created meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _create_schema(self) -> None:
         with self.db:
