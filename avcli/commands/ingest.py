@@ -118,8 +118,11 @@ def register(app: typer.Typer) -> None:
         no_transcode: bool = typer.Option(False, "--no-transcode", help="Catalog only; read clips from the originals."),
         short_side: int = typer.Option(128, "--short-side", min=16, help="Short side of the copies (256 for 224-px training)."),
         fps: float = typer.Option(16.0, "--fps", min=1.0, help="Frame rate of the copies."),
-        keyframe_interval: float = typer.Option(1.0, "--keyframe-interval", min=0.05, help="Seconds between keyframes."),
+        keyframe_interval: float = typer.Option(0.5, "--keyframe-interval", min=0.05, help="Seconds between keyframes."),
         audio_rate: int = typer.Option(24000, "--audio-rate", min=8000, help="Sample rate of the copies' mono audio."),
+        no_audio_sidecar: bool = typer.Option(
+            False, "--no-audio-sidecar", help="Do not write the WAV beside each copy (saves ~173 MB/h at 24 kHz)."
+        ),
         shot_threshold: float = typer.Option(0.4, "--shot-threshold", min=0.0, max=1.0, help="Histogram distance of a cut."),
         titles: Optional[Path] = typer.Option(None, "--titles", help="CSV: path,title_id[,show_id,season,episode]."),
         layout: Optional[str] = typer.Option(None, "--layout", help="kinetics | ucf101 | hmdb51 | vggsound | folder."),
@@ -163,6 +166,7 @@ def register(app: typer.Typer) -> None:
             min_seconds=min_seconds,
             transcode=None if no_transcode else TranscodeOptions(
                 short_side=short_side, fps=fps, keyframe_interval_s=keyframe_interval, audio_rate=audio_rate,
+                audio_sidecar=not no_audio_sidecar,
                 shot_threshold=shot_threshold,
             ),
             workers=workers or min(os.cpu_count() or 1, 8),

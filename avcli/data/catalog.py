@@ -84,6 +84,7 @@ class CatalogItem:
     season: int | None = None
     episode: int | None = None
     shots: list = field(default_factory=list)
+    audio_sidecar: str | None = None  # the copy's samples as WAV (media/pcm_sidecar.py), when ingest wrote one
 
     @property
     def source(self) -> str:
@@ -213,7 +214,7 @@ class Catalog:
         return json.loads(row[0]) if row else default
 
     def items(self, status: str | None = "ok") -> list[CatalogItem]:
-        names = [n for n in CatalogItem.__dataclass_fields__ if n != "media_path"] + ["media"]
+        names = [n for n in CatalogItem.__dataclass_fields__ if n not in ("media_path", "audio_sidecar")] + ["media"]
         query = f"SELECT {', '.join(names)} FROM items"
         args: tuple = ()
         if status is not None:
@@ -232,6 +233,8 @@ class Catalog:
                 row.update({key: media.get(key) for key in ("video_stream", "audio_stream", "fps", "width", "height",
                                                             "audio_rate", "duration_s")})
                 row.update(media_path=str(self.root / media["path"]), start_s=0.0, rotation=0)
+                if media.get("audio_sidecar"):
+                    row["audio_sidecar"] = str(self.root / media["audio_sidecar"])
             out.append(CatalogItem(**row))
         return out
 

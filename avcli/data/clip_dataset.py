@@ -25,7 +25,9 @@ from avcli.data.catalog import CatalogItem
 from avcli.data.sample_spec import SampleSpec, Window
 from avcli.data.samplers.base import centred_window
 from avcli.data.audio_transforms import augment_waveform, reverse_audio, spec_masks_from_recipe, speed_up_audio
-from avcli.data.video_transforms import augment_video, eval_video, sample_video_params, stack_frames
+from avcli.data.video_transforms import (
+    augment_video, eval_video, sample_video_params, split_i420, stack_frames,
+)
 from avcli.errors import AvcliError
 from avcli.log import get_logger
 from avcli.media.clip_reader import ClipReader, ClipReadError
@@ -55,7 +57,10 @@ class ReaderCache:
             self.readers, self.pid = OrderedDict(), os.getpid()
         reader = self.readers.pop(item.source, None)
         if reader is None:
-            reader = ClipReader(item.source, item.video_stream, item.audio_stream)
+            reader = ClipReader(
+                item.source, item.video_stream, item.audio_stream, audio_sidecar=item.audio_sidecar,
+                exact_durations=item.media_path is not None,  # avcli's own copies (media/transcode.py)
+            )
             while len(self.readers) >= self.capacity:
                 self.readers.popitem(last=False)[1].close()
         self.readers[item.source] = reader
@@ -101,6 +106,15 @@ class ClipDataset(Dataset):
         self.replacement = replacement
         self.max_consecutive_failures = max_consecutive_failures
         self._reported: set[str] = set()
+        # Augmenting on the device, clips of training copies already at the recipe's short side leave the worker
+        # as their decoded YUV planes: the worker skips the colour conversion (the costliest step after decoding)
+        # and sends half the bytes; the device converts (`yuv420_to_rgb`). All items or none, so a batch has
+        # one layout.
+        self.yuv = bool(train and augment.on_device and items) and all(
+            item.media_path is not None and item.width and item.height
+            and min(item.width, item.height) == clip.resize_to and item.width % 2 == 0 and item.height % 2 == 0
+            for item in items
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -144,8 +158,11 @@ class ClipDataset(Dataset):
             if frames is None:
                 frames = torch.zeros(clip.frames, clip.size, clip.size, 3, dtype=torch.uint8)
             if on_device:  # pixels are augmented after collation, on the model's device
+                if self.yuv and frames.shape[-1] == 3:  # a missing clip's zeros, in the layout of the others
+                    frames = torch.zeros(clip.frames, clip.size * 3 // 2, clip.size, dtype=torch.uint8)
+                height = frames.shape[1] * 2 // 3 if self.yuv else frames.shape[1]
                 videos.append(frames)
-                params.append(sample_video_params(gen, frames.shape[1], frames.shape[2], augment))
+                params.append(sample_video_params(gen, height, frames.shape[2], augment))
             elif self.train:
                 videos.append(augment_video(frames, clip.size, augment, gen))
             else:
@@ -160,7 +177,7 @@ class ClipDataset(Dataset):
         if videos:
             sample["video_mask"] = torch.tensor(video_mask)
             if on_device:
-                sample["video_raw"], sample["video_params"] = videos, params
+                sample["video_yuv" if self.yuv else "video_raw"], sample["video_params"] = videos, params
             else:
                 sample["video"] = torch.stack(videos)
         if audios:
@@ -179,7 +196,7 @@ class ClipDataset(Dataset):
         for item_index, slots in by_item.items():
             reader = self.readers.get(self.items[item_index])
             requests = [(spec.windows[s].video_start, self.clip.frames, spec.windows[s].speed / self.clip.fps) for s in slots]
-            for slot, frames in zip(slots, reader.read_video_windows(requests, self.clip.resize_to)):
+            for slot, frames in zip(slots, reader.read_video_windows(requests, self.clip.resize_to, yuv=self.yuv)):
                 out[slot] = frames.flip(0) if spec.windows[slot].reverse else frames
         return out
 
@@ -202,10 +219,16 @@ def collate_samples(samples: list[dict]) -> dict:
     """default_collate, except that raw (not yet augmented) clips of different frame sizes are padded to a common
     size and flattened to (B·W)×T×H×W×3 with their parameters, for `augment_video_batch` on the device."""
     raw = [sample.pop("video_raw") for sample in samples if "video_raw" in sample]
+    yuv = [sample.pop("video_yuv") for sample in samples if "video_yuv" in sample]
     params = [sample.pop("video_params") for sample in samples if "video_params" in sample]
     batch = default_collate(samples)
     if raw:
         batch["video_raw"] = stack_frames([clip for clips in raw for clip in clips])
+    if yuv:  # planes padded separately: luma B×T×H×W×1, chroma B×T×H/2×W/2×2 (`yuv420_to_rgb` on the device)
+        planes = [split_i420(clip) for clips in yuv for clip in clips]
+        batch["video_luma"] = stack_frames([luma for luma, _ in planes])
+        batch["video_chroma"] = stack_frames([chroma for _, chroma in planes])
+    if raw or yuv:
         batch["video_params"] = default_collate([p for ps in params for p in ps])
-        batch["video_windows"] = len(raw[0])
+        batch["video_windows"] = len((raw or yuv)[0])
     return batch

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from avcli.data.catalog import Catalog
-from avcli.data.ingest_file import MEDIA_DIR, IngestOptions, process_file
+from avcli.data.ingest_file import MEDIA_DIR, IngestOptions, media_files, process_file
 from avcli.data.ingest_summary import IngestSummary
 from avcli.errors import Interrupted, UsageError
 from avcli.log import get_logger
@@ -31,16 +31,32 @@ ANNOTATION_COLUMNS = ("title_id", "show_id", "season", "episode", "label", "spli
 __all__ = ["IngestOptions", "IngestSummary", "ingest_paths", "ingest_synthetic"]
 
 
+# transcode options added after catalogs were first written, with the value those catalogs were made with
+_LEGACY_TRANSCODE = {"audio_sidecar": False}
+
+
+def _flat(fingerprint: dict) -> dict:
+    flat = {k: v for k, v in fingerprint.items() if k != "transcode"}
+    if fingerprint.get("transcode") is None:
+        flat["transcode"] = None
+    else:
+        flat.update({f"transcode.{k}": v for k, v in {**_LEGACY_TRANSCODE, **fingerprint["transcode"]}.items()})
+    return flat
+
+
 def _check_options(catalog: Catalog, options: IngestOptions) -> None:
     wanted = options.fingerprint()
     stored = catalog.get_meta("ingest_options")
     if stored is None:
         catalog.set_meta("ingest_options", wanted)
-    elif stored != wanted:
-        changed = sorted(k for k in wanted if wanted[k] != stored.get(k))
+        return
+    have, want = _flat(stored), _flat(wanted)
+    changed = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+    if changed:
         raise UsageError(
-            f"{catalog.root}: this catalog was ingested with different options ({', '.join(changed)}: "
-            f"{ {k: stored.get(k) for k in changed} }); use the same options or a new --out"
+            f"{catalog.root}: this catalog was ingested with different options "
+            f"({', '.join(f'{k}: {have.get(k)} now {want.get(k)}' for k in changed)}); "
+            "use the same options (e.g. --keyframe-interval, --no-audio-sidecar) or a new --out"
         )
 
 
@@ -105,7 +121,7 @@ def ingest_paths(
     _remove_stale_partials(catalog.root)
     stored = {row["path"]: row for row in catalog.rows()}
     known = {
-        path: (row["size_bytes"], row["mtime"], row["content_hash"], (row["media"] or {}).get("path"))
+        path: (row["size_bytes"], row["mtime"], row["content_hash"], media_files(row["media"]))
         for path, row in stored.items()
     }
     ordered = [str(p) for p in paths]

@@ -40,11 +40,18 @@ def copy_path(item_id: str) -> str:
     return f"{MEDIA_DIR}/{item_id[:2]}/{item_id}.mkv"
 
 
+def media_files(media: dict | None) -> list[str]:
+    """The files of a row's training copy, relative to the catalog: the copy and its audio sidecar if any."""
+    if not media:
+        return []
+    return [media["path"]] + ([media["audio_sidecar"]] if media.get("audio_sidecar") else [])
+
+
 def unchanged(path: str, previous: tuple | None, root: Path) -> bool:
-    """Same size, mtime and content-hash prefix as when it was ingested, and its copy (if any) still there."""
+    """Same size, mtime and content-hash prefix as when it was ingested, and its copy files still there."""
     if previous is None:
         return False
-    size, mtime, digest, media = previous
+    size, mtime, digest, files = previous
     try:
         stat = os.stat(path)
         if (stat.st_size, stat.st_mtime) != (size, mtime):
@@ -53,7 +60,7 @@ def unchanged(path: str, previous: tuple | None, root: Path) -> bool:
             return False
     except OSError:
         return False
-    return media is None or (root / media).is_file()
+    return all((root / name).is_file() for name in files)
 
 
 def process_file(path: str, root: str, options: IngestOptions, previous: tuple | None) -> dict:
@@ -133,6 +140,8 @@ def _row(path: str, root: Path, options: IngestOptions) -> dict:
         "audio_rate": result.audio_rate,
         "duration_s": result.duration_s,
     }
+    if result.audio_sidecar is not None:
+        row["media"]["audio_sidecar"] = result.audio_sidecar.relative_to(root).as_posix()
     row["shots"] = result.shots
     if result.decode_error_at_s is not None:  # kept up to the last good frame (flag partial_decode)
         row["extra"] = {"decode_error_at_s": round(result.decode_error_at_s, 3)}

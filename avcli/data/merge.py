@@ -14,6 +14,7 @@ from typing import Callable
 
 from avcli.data.catalog import Catalog
 from avcli.data.ingest import commit_rows
+from avcli.data.ingest_file import media_files
 from avcli.data.ingest_summary import IngestSummary
 from avcli.errors import UsageError
 
@@ -58,9 +59,8 @@ def merge_catalogs(sources: list[Path], out: Path, on_row: Callable[[dict], None
         merged.set_meta("ingest_options", options)
         batch: list[dict] = []
         for row, root in sorted(chosen.values(), key=lambda pair: pair[0]["path"]):
-            media = row.get("media")
-            if media:
-                _place(root / media["path"], merged.root / media["path"])
+            for name in reversed(media_files(row.get("media"))):  # sidecar first: a placed copy has its sidecar
+                _place(root / name, merged.root / name)
             batch.append(row)
             if len(batch) >= 64:
                 commit_rows(merged, batch, summary, on_row)

@@ -218,6 +218,35 @@ def augment_video_batch(videos: torch.Tensor, params: VideoParams, size: int, no
     return x.permute(0, 2, 1, 3, 4).contiguous()
 
 
+# BT.601 limited range (what every training copy holds, media/transcode.py) → full-range RGB, on 0–255 values
+_YUV_TO_RGB = ((1.0, 0.0, 1.402), (1.0, -0.344136, -0.714136), (1.0, 1.772, 0.0))
+
+
+def split_i420(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """T×(H·3/2)×W uint8 (I420 as ClipReader returns it with yuv=True) → luma T×H×W×1 and chroma T×H/2×W/2×2,
+    frame-shaped so that `stack_frames` pads clips of different sizes plane by plane."""
+    T, rows, W = planes.shape
+    H = rows * 2 // 3
+    flat = planes.reshape(T, -1)
+    luma = flat[:, : H * W].reshape(T, H, W, 1)
+    chroma = flat[:, H * W :].reshape(T, 2, H // 2, W // 2).permute(0, 2, 3, 1)
+    return luma, chroma
+
+
+def yuv420_to_rgb(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """…×H×W×1 luma + …×H/2×W/2×2 chroma (uint8, BT.601 limited range, any device) → …×H×W×3 uint8 RGB.
+
+    Chroma is repeated 2×2 (nearest), as FFmpeg's own unscaled yuv420p → rgb24 conversion does: the result is
+    within 3 code levels of the frames `ClipReader` converts on the CPU (mean difference about 1).
+    """
+    y = (luma.float() - 16.0) * (255.0 / 219.0)
+    c = (chroma.float() - 128.0) * (255.0 / 224.0)
+    c = c.repeat_interleave(2, dim=-3).repeat_interleave(2, dim=-2)
+    u, v = c[..., :1], c[..., 1:]
+    rgb = torch.cat([y + k_u * u + k_v * v for _, k_u, k_v in _YUV_TO_RGB], dim=-1)
+    return rgb.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def stack_frames(clips: list[torch.Tensor]) -> torch.Tensor:
     """Stack T×H×W×3 clips of different frame sizes (mixed aspect ratios) into B×T×Hmax×Wmax×3, zero-padded at
     the bottom and right. The padding is never read: every crop box lies inside its own clip's frame."""

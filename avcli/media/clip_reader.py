@@ -28,6 +28,7 @@ import torch
 import torchaudio.functional as AF
 
 from avcli.errors import AvcliError
+from avcli.media.pcm_sidecar import PcmSidecar
 from avcli.media.streams import default_audio_stream, default_video_stream, rotation_turns
 
 
@@ -54,9 +55,14 @@ class ClipReadError(AvcliError):
 class ClipReader:
     def __init__(
         self, path: str | Path, video_stream: int | None = None, audio_stream: int | None = None,
-        audio_only: bool = False,
+        audio_only: bool = False, audio_sidecar: str | Path | None = None, exact_durations: bool = False,
     ):
         self.path = str(path)
+        # Frame durations are exact in avcli's own training copies (each is the gap to the next frame's
+        # timestamp), so decoding can stop at the frame on screen at the end of a window instead of decoding
+        # one more to find out; in other files durations can lie, and the next frame decides.
+        self.exact_durations = exact_durations
+        self.pcm: PcmSidecar | None = None
         try:
             self.container = av.open(self.path, metadata_errors="ignore")
         except av.error.FFmpegError as exc:
@@ -72,7 +78,14 @@ class ClipReader:
             raise ClipReadError(f"{self.path}: no video stream")
         else:
             self.video.thread_type = "SLICE"  # frame threads add latency per seek and fight dataloader workers
+        if audio_sidecar is not None and self.audio is not None:
+            try:  # the same samples as the audio stream, read by offset (media/pcm_sidecar.py)
+                self.pcm = PcmSidecar(audio_sidecar)
+            except (OSError, ValueError):
+                self.pcm = None  # missing or damaged: decode the stream, which holds the same samples
         self.reformatter = VideoReformatter()  # keeps its scaler between frames (a new one costs ~1 ms)
+        if self.video is not None:
+            self.video_tb = float(self.video.time_base)  # a float: Fraction arithmetic per frame adds up
         timeline = self.video if self.video is not None else self.audio
         tb = timeline.time_base
         self.origin_s = float(timeline.start_time * tb) if timeline.start_time is not None else 0.0
@@ -91,12 +104,17 @@ class ClipReader:
         return self.read_video_windows([(t, frames, 1.0 / fps)], short_side)[0]
 
     def read_video_windows(
-        self, windows: list[tuple[float, int, float]], short_side: int | None = None, max_gap_s: float = 1.0
+        self, windows: list[tuple[float, int, float]], short_side: int | None = None, max_gap_s: float = 1.0,
+        yuv: bool = False,
     ) -> list[torch.Tensor]:
         """Several clips, each `(start, frames, interval_s)`: frames at start + k·interval (k < frames), uint8
         T×H×W×3. Windows less than `max_gap_s` apart share one seek and one decode pass (clips of one item in
         a hierarchical batch, ordering pairs, speed-ups), instead of a seek and a keyframe's worth of decoding
-        each."""
+        each.
+
+        `yuv=True` returns the decoded planes as they are, T×(H·3/2)×W uint8 (I420: Y, then U, then V, each
+        chroma plane H/2×W/2), for conversion on the training device (`yuv420_to_rgb`); only for upright
+        yuv420p streams with even sides read at their own size (training copies), else ClipReadError."""
         if self.video is None:
             raise ClipReadError(f"{self.path}: no video stream (opened as a sound file)")
         order = sorted(range(len(windows)), key=lambda i: windows[i][0])
@@ -110,12 +128,12 @@ class ClipReader:
                     group.append(i)
                     group_end = max(group_end, start + (frames - 1) * step)
                     continue
-            self._read_group([windows[j] for j in group], group, out, short_side)
+            self._read_group([windows[j] for j in group], group, out, short_side, yuv)
             if i is not None:
                 group, group_end = [i], windows[i][0] + (windows[i][1] - 1) * windows[i][2]
         return out  # type: ignore[return-value]
 
-    def _read_group(self, windows, slots, out, short_side) -> None:
+    def _read_group(self, windows, slots, out, short_side, yuv=False) -> None:
         wanted = [np.array([s + k * step for k in range(n)]) for s, n, step in windows]
         first, last = min(w[0] for w in wanted), max(w[-1] for w in wanted)
         decoded = self._decode_video(first, last)
@@ -128,7 +146,7 @@ class ClipReader:
             picks = np.clip(np.searchsorted(times, instants + 5e-7, side="right") - 1, 0, len(decoded) - 1)
             for p in picks.tolist():
                 if p not in cache:
-                    cache[p] = self._to_rgb(decoded[p][1], short_side)
+                    cache[p] = self._to_yuv(decoded[p][1], short_side) if yuv else self._to_rgb(decoded[p][1], short_side)
             out[slot] = torch.from_numpy(np.stack([cache[p] for p in picks.tolist()]))
 
     def _decode_video(self, first: float, last: float) -> list[tuple[float, av.VideoFrame]]:
@@ -152,21 +170,22 @@ class ClipReader:
 
     def _frames_from_here(self, first: float, last: float) -> list[tuple[float, av.VideoFrame]]:
         """Decode forward, keeping the last frame at or before `first` and every frame up to just past `last`."""
-        tb = self.video.time_base
+        tb = self.video_tb
+        stop_on_duration = self.exact_durations
         frames: list[tuple[float, av.VideoFrame]] = []
         try:
             for frame in self._decode(self.video):
                 if frame.pts is None:
                     continue
-                time = float(frame.pts * tb) - self.origin_s
+                time = frame.pts * tb - self.origin_s
                 if frames and time <= frames[-1][0]:
                     continue  # non-monotonic timestamps: keep the stream's forward order
                 if frames and frames[-1][0] <= first and time <= first:
                     frames[-1] = (time, frame)  # still before the window: keep only the latest
                 else:
                     frames.append((time, frame))
-                if time > last:
-                    break
+                if time > last or (stop_on_duration and frame.duration and time + frame.duration * tb > last + 5e-7):
+                    break  # (5e-7: the tolerance `_read_group` picks frames with)
         except av.error.FFmpegError:
             pass  # a broken tail: use what decoded
         return frames
@@ -180,6 +199,12 @@ class ClipReader:
             if packet.size:
                 yield from packet.decode()
         yield from stream.decode(None)  # the frames the decoder still holds at the end of the file
+
+    def _to_yuv(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
+        if (frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2 or rotation_turns(frame.rotation)
+                or (short_side is not None and min(frame.width, frame.height) != short_side)):
+            raise ClipReadError(f"{self.path}: frames are not upright even-sized yuv420p at short side {short_side}")
+        return frame.to_ndarray()  # a copy of the three planes, no colour conversion
 
     def _to_rgb(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
         width, height = frame.width, frame.height
@@ -196,11 +221,11 @@ class ClipReader:
         n_out = int(round(seconds * sample_rate))
         if self.audio is None:
             return torch.zeros(n_out)
-        native = self.audio.codec_context.sample_rate or sample_rate
+        native = self.pcm.sample_rate if self.pcm is not None else (self.audio.codec_context.sample_rate or sample_rate)
         margin = 64  # native samples either side, so the resampling filter sees real context at the edges
         start = math.floor((t * native)) - margin
         stop = math.ceil((t + seconds) * native) + margin
-        signal = self._decode_audio(start, stop, native)
+        signal = self.pcm.read(start, stop) if self.pcm is not None else self._decode_audio(start, stop, native)
         resampled = torch.from_numpy(signal)
         if native != sample_rate:
             resampled = AF.resample(resampled, native, sample_rate)
@@ -258,9 +283,12 @@ class ClipReader:
         self.audio = self.container.streams[audio_index] if audio_index is not None else None
         if self.video is not None:
             self.video.thread_type = "SLICE"
+            self.video_tb = float(self.video.time_base)
 
     def close(self) -> None:
         self.container.close()
+        if self.pcm is not None:
+            self.pcm.close()
 
     def __enter__(self) -> "ClipReader":
         return self

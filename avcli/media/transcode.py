@@ -10,6 +10,8 @@ Pretraining reads thousands of short random clips per minute, so the copy is lai
 - FLAC mono audio at `audio_rate` on the same timeline as the video (time 0 = the first video frame of the
   source): lossless, in 100 ms blocks that start on whole milliseconds (Matroska's time unit), so timing is
   sample-exact, and blocks that small seek and decode cheaply.
+- The same samples again as a WAV beside the copy (`audio_sidecar`, media/pcm_sidecar.py): an audio window is
+  then one read by sample offset instead of a seek and twenty FLAC packets.
 
 Matroska stores timestamps in milliseconds. Frame times are rounded down (frame k at floor(1000·k/fps) ms), so
 a reader asking for "the latest frame at or before k/fps" gets frame k, never k-1.
@@ -35,6 +37,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from avcli.media.pcm_sidecar import PcmWriter, sidecar_path
 from avcli.media.shots import ShotDetector, colour_histogram
 from avcli.media.streams import rotation_turns
 
@@ -55,8 +58,9 @@ _YUV = {"dst_colorspace": "ITU601", "dst_color_range": "MPEG"}
 class TranscodeOptions:
     short_side: int = 128  # output short side in px (aspect kept, both dims even, never upscaled)
     fps: float = 16.0  # constant output frame rate
-    keyframe_interval_s: float = 1.0  # a keyframe at least this often
+    keyframe_interval_s: float = 0.5  # a keyframe at least this often
     audio_rate: int = 24000  # mono
+    audio_sidecar: bool = True  # also write the samples as a WAV beside the copy (media/pcm_sidecar.py)
     shot_threshold: float = 0.4  # half-L1 histogram distance above which a frame starts a new shot
     min_shot_s: float = 1.0  # boundaries closer than this to the previous one are ignored
     crf: int = 23
@@ -70,6 +74,7 @@ class TranscodeResult:
     width: int
     height: int
     audio_rate: int | None  # None when there is no audio track
+    audio_sidecar: Path | None = None  # the WAV beside the copy, when one was written
     shots: list[float] = field(default_factory=list)  # boundary times on the output timeline (excluding 0)
     flags: list[str] = field(default_factory=list)  # "silent_audio", "partial_decode", "audio_decode_errors"
     decode_error_at_s: float | None = None  # source time (from the video start) where video decoding failed
@@ -98,7 +103,10 @@ def transcode(
 ) -> TranscodeResult:
     dest = Path(dest)
     temp = dest.with_name(dest.name + ".partial")
-    temp.unlink(missing_ok=True)  # a stale copy of a killed run
+    sidecar = sidecar_path(dest)
+    sidecar_temp = sidecar.with_name(sidecar.name + ".partial")
+    for stale in (temp, sidecar_temp, sidecar):  # left by a killed run, or by an older copy of this item
+        stale.unlink(missing_ok=True)
     empty = TranscodeResult(0.0, options.fps, 0, 0, None)
     try:
         source = av.open(str(src), metadata_errors="ignore")
@@ -108,19 +116,25 @@ def transcode(
         return empty
     try:
         with source:
-            job = _Transcode(source, temp, video_stream, audio_stream, rotation, start_s, options)
+            job = _Transcode(source, temp, video_stream, audio_stream, rotation, start_s, options,
+                             sidecar_temp if options.audio_sidecar else None)
             try:
                 result = job.run()
             finally:
                 job.close()
         if result.error:
             temp.unlink(missing_ok=True)
+            sidecar_temp.unlink(missing_ok=True)
             dest.unlink(missing_ok=True)
         else:
+            if sidecar_temp.exists():  # renamed first: a copy that exists has its sidecar
+                os.replace(sidecar_temp, sidecar)
+                result.audio_sidecar = sidecar
             os.replace(temp, dest)
         return result
     except BaseException:
         temp.unlink(missing_ok=True)
+        sidecar_temp.unlink(missing_ok=True)
         raise
 
 
@@ -128,8 +142,10 @@ class _Transcode:
     """One pass over the source: demux video and audio together, decode, resample in time, encode."""
 
     def __init__(self, source, temp: Path, video_index: int, audio_index: int | None, rotation: int,
-                 start_s: float, options: TranscodeOptions):
+                 start_s: float, options: TranscodeOptions, sidecar_temp: Path | None = None):
         self.source, self.temp, self.options, self.start_s = source, temp, options, start_s
+        self.sidecar_temp = sidecar_temp
+        self.sidecar: PcmWriter | None = None
         self.video = source.streams[video_index]
         self.video.thread_type = "AUTO"  # frame + slice threads: ingest decodes whole files front to back
         self.audio = source.streams[audio_index] if audio_index is not None else None
@@ -309,6 +325,8 @@ class _Transcode:
                 # exact sample positions at any common rate (FLAC's default 4608 at 44.1 kHz would not be)
                 sound.options = {"frame_size": str(self.rate // 10)}
             self.audio_out = sound
+            if self.sidecar_temp is not None:
+                self.sidecar = PcmWriter(self.sidecar_temp, self.rate)
 
     def _mux_video(self, packet) -> None:
         # codec time (frame index) → whole milliseconds, rounded down (see the module docstring)
@@ -388,6 +406,8 @@ class _Transcode:
         chunk.sample_rate, chunk.pts, chunk.time_base = self.rate, self.written, Fraction(1, self.rate)
         for packet in self.audio_out.encode(chunk):
             self.output.mux(packet)
+        if self.sidecar is not None:
+            self.sidecar.write(pcm)
         self.written = until
         self.chunks, self.buffer_start = [rest], until
 
@@ -401,9 +421,18 @@ class _Transcode:
                 self.output.mux(packet)
         self.output.close()
         self.output = None
+        if self.sidecar is not None:
+            self.sidecar.close()
+            self.sidecar = None
 
     def close(self) -> None:
-        """Release the output after an exception (the caller then removes the temporary file)."""
+        """Release the output after an exception (the caller then removes the temporary files)."""
+        if self.sidecar is not None:
+            try:
+                self.sidecar.close()
+            except OSError:
+                pass
+            self.sidecar = None
         if self.output is not None:
             try:
                 self.output.close()

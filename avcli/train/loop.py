@@ -26,7 +26,7 @@ from avcli.data.catalog import Catalog
 from avcli.data.audio_transforms import apply_spec_masks
 from avcli.data.clip_dataset import ClipDataset, DataError, centred_spec, collate_samples
 from avcli.data.samplers import build_sampler
-from avcli.data.video_transforms import augment_video_batch, normalize_video
+from avcli.data.video_transforms import augment_video_batch, normalize_video, yuv420_to_rgb
 from avcli.errors import AvcliError, Interrupted, UsageError
 from avcli.log import get_logger, progress
 from avcli.media.audio_features import build_audio_frontend
@@ -367,8 +367,12 @@ def _restore_rng(state: dict, ctx: distributed.Context, seed: int) -> None:
 def train_batch(batch: dict, frontend, data_cfg, device: torch.device) -> TrainBatch:
     """Every video and audio slot of a collated batch, augmented (video on the device when
     `data.augment.on_device`), normalised, turned into spectrograms and on the device."""
-    if "video_raw" in batch:  # data.augment.on_device: pixels augmented here, after collation
-        raw = batch["video_raw"].to(device, non_blocking=True)
+    if "video_raw" in batch or "video_luma" in batch:  # data.augment.on_device: pixels augmented here
+        if "video_luma" in batch:  # the workers sent decoded YUV planes: colour conversion here too
+            raw = yuv420_to_rgb(batch["video_luma"].to(device, non_blocking=True),
+                                batch["video_chroma"].to(device, non_blocking=True))
+        else:
+            raw = batch["video_raw"].to(device, non_blocking=True)
         params = {k: v.to(device) for k, v in batch["video_params"].items()}
         video = augment_video_batch(raw, params, data_cfg.clip.size)
         video = video.view(-1, batch["video_windows"], *video.shape[1:])
