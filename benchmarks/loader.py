@@ -12,7 +12,8 @@ process (= one data-loader worker):
     decodes the audio the same way; on the same clips;
   - memory: resident set size after a warm-up and after `--rss-clips` more clips (no growth expected).
 Inputs: generated long videos (default 2 × 10 minutes, 1080p, keyframe every 4 s) and, unless --skip-real, the
-real files in ../shared/data/media. Prints one JSON line.
+real files in ../shared/data/media. Rates and the limit are the best of three passes (other processes on the
+machine only ever slow a pass down). Prints one JSON line.
 
     python benchmarks/loader.py [--minutes 10] [--quick] [--clips 300] [--rss-clips 10000]
 """
@@ -182,7 +183,7 @@ def time_reference(items, batches, logmel: LogMel) -> float:
     return clips / (time.perf_counter() - start)
 
 
-def measure(items, clips: int, seed: int = 0) -> dict:
+def measure(items, clips: int, seed: int = 0, repeats: int = 3) -> dict:
     """Worker cost per clip against the limit and the reference loader.
 
     avcli's workers decode (the pixels travel as YUV planes of the copies and are converted, cropped and jittered
@@ -200,10 +201,12 @@ def measure(items, clips: int, seed: int = 0) -> dict:
     warm = specs_from(UniformSampler(items, CLIP, batch_size=8, seed=seed + 1, clips_per_item=per_item), 200)
     time_avcli(device_aug, warm, logmel)
     time_avcli(cpu_aug, warm[:5], logmel)
-    rate = time_avcli(device_aug, uniform)
-    rate_logmel = time_avcli(device_aug, uniform, logmel)
+    # best of `repeats`, the limit too: other processes on the machine only ever slow a pass down
+    rate = max(time_avcli(device_aug, uniform) for _ in range(repeats))
+    rate_logmel = max(time_avcli(device_aug, uniform, logmel) for _ in range(repeats))
     rate_cpu = time_avcli(cpu_aug, uniform, logmel)
-    limit = sequential_decode_fps(sorted({it.source for it in items})) / CLIP.frames
+    sources = sorted({it.source for it in items})
+    limit = max(sequential_decode_fps(sources, 20.0 / repeats) for _ in range(repeats)) / CLIP.frames
     result = {
         "items": len(items),
         "pixels_as_yuv": device_aug.yuv,
@@ -221,7 +224,7 @@ def measure(items, clips: int, seed: int = 0) -> dict:
             items, CLIP, batch_size=8, clips_per_title=4, seed=seed, shots="same", clips_per_item=per_item
         )
         batches = specs_from(hierarchical, clips)
-        rate_h = time_avcli(device_aug, batches)
+        rate_h = max(time_avcli(device_aug, batches) for _ in range(repeats))
         result["avcli_hierarchical_clips_per_s"] = round(rate_h, 1)
         result["hierarchical_fraction_of_limit"] = round(rate_h / limit, 3)
     reference = time_reference(items, uniform[: max(1, len(uniform) // 4)], logmel)

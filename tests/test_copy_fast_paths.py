@@ -116,3 +116,15 @@ def test_stopping_on_exact_durations_reads_the_same_frames(copies):
     assert len(decoded[True]) == 8 * 29 * 3
     for a, b in zip(decoded[False], decoded[True]):
         assert torch.equal(a, b)
+
+
+def test_yuv_planes_are_those_of_pyav(copies):
+    import av
+
+    item = _items(copies)[1]  # 36×48: chroma rows narrower than their line size
+    with av.open(item.source) as container, ClipReader(item.source) as reader:
+        for k, frame in enumerate(container.decode(video=0)):
+            planes = reader._to_yuv(frame, None)
+            assert planes.shape == (72, 36) and np.array_equal(planes, frame.to_ndarray())
+            if k == 5:
+                break

@@ -204,7 +204,17 @@ class ClipReader:
         if (frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2 or rotation_turns(frame.rotation)
                 or (short_side is not None and min(frame.width, frame.height) != short_side)):
             raise ClipReadError(f"{self.path}: frames are not upright even-sized yuv420p at short side {short_side}")
-        return frame.to_ndarray()  # a copy of the three planes, no colour conversion
+        # the three planes copied into one I420 array, no colour conversion (PyAV's to_ndarray does the same
+        # through an hstack of three copies: this is about a third cheaper per frame)
+        width, height = frame.width, frame.height
+        out = np.empty(height * width * 3 // 2, np.uint8)
+        pos = 0
+        for index, plane in enumerate(frame.planes):
+            w, h = (width, height) if index == 0 else (width // 2, height // 2)
+            rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
+            out[pos : pos + w * h].reshape(h, w)[:] = rows
+            pos += w * h
+        return out.reshape(height * 3 // 2, width)
 
     def _to_rgb(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
         width, height = frame.width, frame.height
