@@ -57,9 +57,10 @@ class ReaderCache:
             self.readers, self.pid = OrderedDict(), os.getpid()
         reader = self.readers.pop(item.source, None)
         if reader is None:
+            # `item` is a CatalogItem or a stand-in with its reading attributes (evaluation sources)
             reader = ClipReader(
-                item.source, item.video_stream, item.audio_stream, audio_sidecar=item.audio_sidecar,
-                exact_durations=item.media_path is not None,  # avcli's own copies (media/transcode.py)
+                item.source, item.video_stream, item.audio_stream, audio_sidecar=getattr(item, "audio_sidecar", None),
+                exact_durations=getattr(item, "media_path", None) is not None,  # avcli's own copies (transcode.py)
             )
             while len(self.readers) >= self.capacity:
                 self.readers.popitem(last=False)[1].close()

@@ -28,6 +28,7 @@ class MediaSource:
     video_stream: int | None = None
     audio_stream: int | None = None
     label: str | None = None
+    audio_sidecar: str | None = None  # a training copy's WAV (media/pcm_sidecar.py)
 
 
 def collect_sources(inputs: list[str]) -> list[MediaSource]:
@@ -38,7 +39,8 @@ def collect_sources(inputs: list[str]) -> list[MediaSource]:
                 for item in catalog.items():
                     if item.duration_s:
                         out.append(MediaSource(item.item_id, item.path, item.source, float(item.duration_s),
-                                               item.video_stream, item.audio_stream, item.label))
+                                               item.video_stream, item.audio_stream, item.label,
+                                               item.audio_sidecar))
             continue
         for path, _root in expand_inputs([raw]):
             source = media_source(path)
