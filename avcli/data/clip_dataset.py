@@ -156,11 +156,10 @@ class ClipDataset(Dataset):
                 continue  # audio-only window
             frames = frames_by_slot.get(slot)
             video_mask.append(frames is not None)
-            if frames is None:
-                frames = torch.zeros(clip.frames, clip.size, clip.size, 3, dtype=torch.uint8)
+            if frames is None:  # zeros in the layout of the other clips (I420 planes or RGB frames)
+                shape = (clip.frames, clip.size * 3 // 2, clip.size) if self.yuv else (clip.frames, clip.size, clip.size, 3)
+                frames = torch.zeros(shape, dtype=torch.uint8)
             if on_device:  # pixels are augmented after collation, on the model's device
-                if self.yuv and frames.shape[-1] == 3:  # a missing clip's zeros, in the layout of the others
-                    frames = torch.zeros(clip.frames, clip.size * 3 // 2, clip.size, dtype=torch.uint8)
                 height = frames.shape[1] * 2 // 3 if self.yuv else frames.shape[1]
                 videos.append(frames)
                 params.append(sample_video_params(gen, height, frames.shape[2], augment))
