@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avcli.losses.avts import FusedSyncClassifier, avts_margin_loss, fused_sync_loss, sync_accuracy
+from avcli.losses.avts import (FusedSyncClassifier, avts_margin_loss, best_threshold, cross_validated_sync_accuracy,
+                               fused_sync_loss, sync_accuracy)
 from avcli.losses.infonce import infonce
 from avcli.losses.robust import (
     AgreementStats,
@@ -97,6 +98,22 @@ def test_avts_margin_loss_rejects_bad_shapes():
     with pytest.raises(ValueError):
         avts_margin_loss(torch.zeros(3, 2), torch.zeros(3, 2), torch.tensor([True, False]))
 
+
+
+def test_best_threshold_and_its_cross_validated_accuracy_by_hand():
+    score, positive = torch.tensor([3.0, 1.0, 2.0, 0.0]), torch.tensor([True, False, True, False])
+    # candidates -1, 0.5, 1.5, 2.5, 4 classify 2, 3, 4, 3, 2 pairs right
+    assert best_threshold(score, positive) == pytest.approx(1.5)
+    # equally good candidates: the middle one (here -1, 0.5 and 2 on the negatives 1, 0 → 2 is the only best)
+    assert best_threshold(torch.tensor([1.0, 0.0]), torch.tensor([False, False])) == pytest.approx(2.0)
+    assert best_threshold(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([True, True, True])) == pytest.approx(-1.0)
+    # stratified folds: fold 0 = pairs 0, 1 (3 in sync, 1 not), fold 1 = pairs 2, 3 (2 in sync, 0 not); fold 0
+    # gets t = 1 from fold 1 → both right; fold 1 gets t = 2 from fold 0 → 2 wrong (not > 2), 0 right: 3 of 4
+    assert cross_validated_sync_accuracy(score, positive) == pytest.approx(0.75)
+    separable = torch.tensor([0.9, 0.1, 0.8, 0.2, 0.7, 0.3])
+    assert cross_validated_sync_accuracy(separable, torch.tensor([True, False] * 3)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 4 pairs"):
+        cross_validated_sync_accuracy(torch.zeros(3), torch.zeros(3, dtype=torch.bool))
 
 def test_sync_accuracy_thresholds_distance_at_half_the_margin():
     # distances √0.8 ≈ 0.894, √2, √0.4 ≈ 0.632, all ≥ 0.495 → all predicted "out of sync": pair 0 is wrong

@@ -143,6 +143,7 @@ def test_avts_objective_trains_its_classifier_only_when_fused(loss):
     assert torch.isfinite(value) and "sync_accuracy_hard" in stats
     held = objective.held_out_stats(TableModel(), make_batch(b=4, labels=labels), chunk=3)
     assert set(held) >= {"heldout_sync_accuracy", "heldout_sync_accuracy_easy", "heldout_sync_accuracy_hard",
+                         "heldout_sync_accuracy_calibrated", "heldout_sync_threshold",
                          "heldout_distance_positive", "heldout_distance_hard", "heldout_mean_cosine_audio"}
 
 

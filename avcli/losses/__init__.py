@@ -1,6 +1,7 @@
 """Losses: pure functions of tensors and small modules; no I/O, no globals (METHODS.md §1–§4)."""
 
-from avcli.losses.avts import FusedSyncClassifier, avts_margin_loss, fused_sync_loss, sync_accuracy
+from avcli.losses.avts import (FusedSyncClassifier, avts_margin_loss, best_threshold,
+                               cross_validated_sync_accuracy, fused_sync_loss, sync_accuracy)
 from avcli.losses.infonce import infonce, infonce_local, retrieval_accuracy
 from avcli.losses.memory_bank import (
     MemoryBank,
@@ -41,6 +42,8 @@ __all__ = [
     "PartitionEstimate",
     "TemporalHeads",
     "avts_margin_loss",
+    "best_threshold",
+    "cross_validated_sync_accuracy",
     "bank_logits",
     "binary_accuracy",
     "contrastive_rows",

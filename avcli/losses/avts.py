@@ -68,6 +68,41 @@ def sync_accuracy(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, marg
     return float(correct)
 
 
+
+def best_threshold(score: torch.Tensor, positive: torch.Tensor) -> float:
+    """The threshold t that classifies the most pairs right under "in sync when score > t" (score: the higher,
+    the more in sync, e.g. −‖v−a‖ or a fused logit). Candidates are the midpoints between consecutive distinct
+    sorted scores plus one below and one above all of them; among equally good ones the middle one is taken."""
+    values = torch.unique(score.detach().double())  # sorted
+    candidates = torch.cat([values[:1] - 1.0, (values[1:] + values[:-1]) / 2, values[-1:] + 1.0])
+    y = positive.to(torch.bool)
+    correct = ((score.detach().double()[None, :] > candidates[:, None]) == y[None, :]).sum(1)
+    best = torch.nonzero(correct == correct.max()).squeeze(1)
+    return float(candidates[best[len(best) // 2]])
+
+
+def cross_validated_sync_accuracy(score: torch.Tensor, positive: torch.Tensor, folds: int = 2) -> float:
+    """Sync accuracy with a calibrated threshold, never scored on the pairs it was chosen on: positives and
+    negatives are each dealt round-robin, in order, to `folds` folds (so every fold holds both); each fold is
+    classified with the threshold `best_threshold` picks on the other folds; returns the fraction of all pairs
+    classified right. A margin-loss embedding says how far apart
+    a pair is, not where "in sync" ends: η/2 is a convention, this is the threshold the data support."""
+    if score.shape != positive.shape or score.dim() != 1:
+        raise ValueError(f"expected two tensors of shape (B,), got {tuple(score.shape)} and {tuple(positive.shape)}")
+    if score.numel() < 2 * folds:
+        raise ValueError(f"cross_validated_sync_accuracy needs at least {2 * folds} pairs, got {score.numel()}")
+    y = positive.to(torch.bool)
+    fold = torch.empty(score.numel(), dtype=torch.long, device=score.device)
+    for label in (True, False):
+        where = torch.nonzero(y == label).squeeze(1)
+        fold[where] = torch.arange(where.numel(), device=score.device) % folds
+    right = 0
+    for k in range(folds):
+        held = fold == k
+        t = best_threshold(score[~held], y[~held])
+        right += int(((score[held].double() > t) == y[held]).sum())
+    return right / score.numel()
+
 class FusedSyncClassifier(nn.Module):
     """AVTS fused alternative: an MLP (Linear → ReLU → Linear) on the pair's fused embeddings → one sync logit.
 

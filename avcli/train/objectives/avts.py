@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avcli.losses import FusedSyncClassifier, avts_margin_loss, fused_sync_loss
+from avcli.losses import (FusedSyncClassifier, avts_margin_loss, best_threshold, cross_validated_sync_accuracy,
+                          fused_sync_loss)
 from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 from avcli.train.objectives.xid import embed_pair
@@ -124,16 +125,26 @@ class AVTSObjective(Objective):
 
     @torch.no_grad()
     def held_out_stats(self, model, batch: TrainBatch, chunk: int = 64) -> dict:
-        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time, and
-        the embedding geometry behind it (see `embedding_stats`)."""
-        predicted, videos, audios = [], [], []
+        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time: by
+        the model's own rule (d < η/2, or logit > 0), and with a threshold calibrated on the pairs by 2-fold cross-
+        validation (`sync_accuracy_calibrated`; `sync_threshold` is the threshold all pairs support); and the
+        embedding geometry behind it (see `embedding_stats`)."""
+        predicted, scores, videos, audios = [], [], [], []
         for start in range(0, batch.size, chunk):
             part = batch.rows(slice(start, start + chunk))
             v, a = self.embed(model, part)
-            predicted.append(self.predict(v, a)[0])
+            decision, logits = self.predict(v, a)
+            predicted.append(decision)
+            scores.append(-(v - a).norm(dim=1) if logits is None else logits.reshape(-1))
             videos.append(v)
             audios.append(a)
-        stats = sync_stats(torch.cat(predicted), batch.labels["sync"].bool(), batch.labels["negative"])
+        positive = batch.labels["sync"].bool()
+        stats = sync_stats(torch.cat(predicted), positive, batch.labels["negative"])
+        score = torch.cat(scores)
+        if score.numel() >= 4:  # the threshold the pairs support, scored on pairs it was not chosen on
+            stats["sync_accuracy_calibrated"] = cross_validated_sync_accuracy(score, positive)
+            threshold = best_threshold(score, positive)
+            stats["sync_threshold"] = -threshold if self.classifier is None else threshold
         stats.update(embedding_stats(torch.cat(videos), torch.cat(audios), batch.labels["negative"]))
         return {f"heldout_{k}": x for k, x in stats.items()}
 
