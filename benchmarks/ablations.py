@@ -99,10 +99,11 @@ def run_one(name: str, seed: int, workdir: Path, steps: int | None) -> dict:
 
 
 def _random_reference(name: str) -> str:
-    """The random-init row a configuration is compared with: same world, same clip geometry."""
-    if CONFIGS[name][1] == "faulty30":
-        return "random_faulty30"
-    return "random_avts" if name.startswith("avts") else "random"
+    """The random-init row a configuration is compared with: the one of its recipe and world (same architecture
+    and clips) where there is one, else the first one of its world."""
+    recipe, world = CONFIGS[name][:2]
+    randoms = [n for n, c in CONFIGS.items() if c[2] is None and c[1] == world]
+    return next((n for n in randoms if CONFIGS[n][0] == recipe), randoms[0])
 
 
 def summarise(results: list[dict]) -> dict:

@@ -68,7 +68,6 @@ def sync_accuracy(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, marg
     return float(correct)
 
 
-
 def best_threshold(score: torch.Tensor, positive: torch.Tensor) -> float:
     """The threshold t that classifies the most pairs right under "in sync when score > t" (score: the higher,
     the more in sync, e.g. −‖v−a‖ or a fused logit). Candidates are the midpoints between consecutive distinct
@@ -85,8 +84,8 @@ def cross_validated_sync_accuracy(score: torch.Tensor, positive: torch.Tensor, f
     """Sync accuracy with a calibrated threshold, never scored on the pairs it was chosen on: positives and
     negatives are each dealt round-robin, in order, to `folds` folds (so every fold holds both); each fold is
     classified with the threshold `best_threshold` picks on the other folds; returns the fraction of all pairs
-    classified right. A margin-loss embedding says how far apart
-    a pair is, not where "in sync" ends: η/2 is a convention, this is the threshold the data support."""
+    classified right. A margin-loss embedding says how far apart a pair is, not where "in sync" ends: η/2 is a
+    convention, this is the threshold the data support."""
     if score.shape != positive.shape or score.dim() != 1:
         raise ValueError(f"expected two tensors of shape (B,), got {tuple(score.shape)} and {tuple(positive.shape)}")
     if score.numel() < 2 * folds:
@@ -102,6 +101,7 @@ def cross_validated_sync_accuracy(score: torch.Tensor, positive: torch.Tensor, f
         t = best_threshold(score[~held], y[~held])
         right += int(((score[held].double() > t) == y[held]).sum())
     return right / score.numel()
+
 
 class FusedSyncClassifier(nn.Module):
     """AVTS fused alternative: an MLP (Linear → ReLU → Linear) on the pair's fused embeddings → one sync logit.
