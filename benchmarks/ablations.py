@@ -35,6 +35,8 @@ CONFIGS = {
     "random": ("quickstart.yaml", "clean", None, "random init (no training)"),
     "xid": ("quickstart.yaml", "clean", [], "xID, in-batch negatives"),
     "xid_bank": ("xid-tiny.yaml", "clean", [], "xID, memory bank (NCE, constant Z)"),
+    "xid_bank_softmax": ("xid-tiny.yaml", "clean", ["method.memory_bank.loss=softmax"],
+                         "xID, memory bank (softmax over the K bank negatives)"),
     "movies_c4": ("movies-tiny.yaml", "clean", [], "movies: hierarchical, C = 4 clips per title"),
     "movies_c1": ("movies-tiny.yaml", "clean", ["data.sampler.clips_per_title=1"], "movies: C = 1 (uniform titles)"),
     "random_avts": ("avts-tiny.yaml", "clean", None, "random init, AVTS clips (16 frames, 2 s)"),

@@ -38,6 +38,8 @@ METHODS = {
     "robust_xid": {"kind": "robust_xid", "temperature": 0.1, "weights": {"statistics": "ema", "start_epoch": 0},
                    "soft_targets": {"start_epoch": 0}},
     "temporal": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16},
+    "temporal_natural": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16,
+                         "video_audio_clip": "natural"},
     "avts": {"kind": "avts", "loss": "fused", "batch_negatives": True, "fused_hidden": 16, "held_out_pairs": 0},
 }
 
@@ -68,10 +70,11 @@ def _global_batch(method: str, step: int):
     from avcli.train.objectives import TrainBatch
 
     g = torch.Generator().manual_seed(100 + step)
-    windows = 3 if method == "temporal" else 1
+    temporal = METHODS[method]["kind"] == "temporal"
+    windows = 3 if temporal else 1
     video_mask = torch.ones(BATCH, windows, dtype=torch.bool)
     labels = {}
-    if method == "temporal":
+    if temporal:
         video_mask[5, 1] = False  # ranks hold different numbers of usable anchor rows
         labels = {"speed_class": torch.randint(0, 2, (BATCH,), generator=g),
                   "reverse": torch.randint(0, 2, (BATCH,), generator=g),

@@ -269,6 +269,28 @@ def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
     assert not math.isclose(loss2.item(), loss.item())  # now 2 queue neighbours join the positives
 
 
+def test_temporal_natural_video_audio_pair_uses_the_second_clip_and_the_transformed_main_as_negative():
+    batch = _temporal_batch()
+    model = ClipModel()
+    objective = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, video_video=0,
+                                           extra_positives=0, video_audio_clip="natural"),
+                                  (1, 2, 4), 6, 6, 4, num_items=6)
+    loss, stats = objective(model, batch)
+    # by hand: the pair is slot 1 (speed 1, forward) where the sampler placed it (not sample 2); the audio →
+    # video direction also scores slot 1 reversed and, where slot 0 is transformed, slot 0's video
+    rows = torch.tensor([True, True, False, True, True, True])
+    ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
+    ea = model.embed_audio(batch.audio.flatten(0, 1)).view(6, 3, -1)
+    backwards = model.embed_video(batch.video[rows, 1].flip(2))
+    transformed = torch.tensor([False, True, True, False, True, True])[rows]
+    extra = torch.stack([backwards, ev[rows, 0]], dim=1)
+    mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+    a_to_v = contrastive_with_extras(ea[rows, 1], ev[rows, 1], 0.1, extra, None, mask)
+    v_to_a = contrastive_with_extras(ev[rows, 1], ea[rows, 1], 0.1)
+    assert loss.item() == pytest.approx(0.5 * (a_to_v + v_to_a).item(), rel=1e-5)
+    assert set(k for k in stats if k.startswith("loss_")) == {"loss_video_audio"}
+
+
 def test_avts_batch_negatives_add_the_margin_loss_of_every_cross_item_pairing():
     from avcli.losses import avts_margin_loss
 

@@ -331,6 +331,11 @@ class Temporal(Strict):
     video_video: float = Field(1.0, ge=0, description="InfoNCE between two clips of one video")
     video_audio: float = Field(1.0, ge=0, description="InfoNCE between a clip and its audio")
     temperature: float = Field(0.1, gt=0, description="τ of the contrastive terms")
+    video_audio_clip: Literal["main", "natural"] = Field(
+        "main", description="the clip whose video and sound form the video–audio pair: `main` (at the sampled "
+        "speed and direction, both modalities transformed alike) or `natural` (the second clip: speed 1, forward; "
+        "the main clip of the same video then joins the extra negatives when it is transformed)"
+    )
     extra_positives: int = Field(1, ge=0, description="nearest neighbours of the positive in the feature queue")
     extra_negatives: bool = Field(
         True, description="the anchor clip reversed and the clip at the wrong speed as extra negatives"

@@ -102,15 +102,17 @@ class TemporalObjective(Objective):
 
         if world_size() > 1:
             return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards)
-        if cfg.video_audio:  # the main clip and its own sound: always present, transformed alike
-            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
-            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
-            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v))
+        rows, slot = self._video_audio_rows(batch)
+        if cfg.video_audio and int(rows.sum()) >= 2:  # a clip and its own sound
+            anchor_v, anchor_a = ev[rows, slot], ea[rows, slot]
+            extra, extra_mask = self._video_audio_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
+            a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v),
+                                             extra_mask)
             v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
             terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
             with torch.no_grad():
                 stats["xmodal_top1"] = float(((anchor_v @ anchor_a.t()).argmax(1) ==
-                                              torch.arange(B, device=anchor_v.device)).float().mean())
+                                              torch.arange(len(anchor_v), device=anchor_v.device)).float().mean())
             if self.queue is not None:
                 self.queue.push(anchor_v.detach())
         pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
@@ -127,19 +129,41 @@ class TemporalObjective(Objective):
                 self.queue.push(anchor.detach())
         return terms, stats
 
+    def _video_audio_rows(self, batch) -> tuple[torch.Tensor, int]:
+        """(rows holding the video–audio pair, its slot): every row's main clip, or the natural clip where the
+        sampler could place it."""
+        if self.cfg.video_audio_clip == "main":
+            return torch.ones_like(batch.video_mask[:, MAIN]), MAIN
+        return batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND], SECOND
+
+    def _video_audio_negatives(self, batch, ev, rows, slot, speed_class, reverse, backwards):
+        """Extra negatives of the audio → video direction: the pair's clip played backwards, and for a natural
+        pair also the main clip of the same video when it runs at another speed or reversed (with its mask)."""
+        if not self.cfg.extra_negatives:
+            return None, None
+        reversed_clip = backwards(batch.video[rows, slot])
+        if slot == MAIN:
+            return reversed_clip[:, None], None
+        transformed = ~self.natural_speed[speed_class[rows]] | reverse[rows].bool()
+        extra = torch.stack([reversed_clip, ev[rows, MAIN]], dim=1)
+        return extra, torch.stack([torch.ones_like(transformed), transformed], dim=1)
+
     def _contrastive_across_ranks(self, batch, ev, ea, speed_class, reverse, extras_for, backwards):
         """`_contrastive` with every rank's positives: a rank's share of a term is Σ_local L_i · W / N_global, so
         the shares average to the one-process mean over the global batch. Every branch that holds a collective
         is decided alike on all ranks."""
         cfg, world = self.cfg, world_size()
         terms, stats = {}, {}
-        if cfg.video_audio:
-            anchor_v, anchor_a = ev[:, MAIN], ea[:, MAIN]
-            anchor_v_all, offset = all_gather_with_grad(anchor_v)
-            anchor_a_all, _ = all_gather_with_grad(anchor_a)
+        rows, slot = self._video_audio_rows(batch)
+        same_size = cfg.video_audio_clip == "main"  # the main clip is in every row; the natural one may be missing
+        if cfg.video_audio and (same_size or _global_count(rows) >= 2):
+            anchor_v, anchor_a = ev[rows, slot], ea[rows, slot]
+            anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=same_size)
+            anchor_a_all, _ = all_gather_with_grad(anchor_a, same_size=same_size)
             n = anchor_v_all.shape[0]
-            extra = backwards(batch.video[:, MAIN])[:, None] if cfg.extra_negatives else None
-            a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v))
+            extra, extra_mask = self._video_audio_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
+            a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v),
+                                      extra_mask)
             v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
             terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v.sum() + v_to_a.sum()) * world / n
             with torch.no_grad():
