@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 WORLDS = {  # the clean world of the xID recipes, and one where 30 % of the pairs are faulty (Robust-xID)
@@ -43,6 +45,8 @@ CONFIGS = {
     "avts": ("avts-tiny.yaml", "clean", [], "AVTS with curriculum (hard negatives after switch_epoch)"),
     "avts_no_curriculum": ("avts-tiny.yaml", "clean", ["data.sampler.switch_epoch=null"], "AVTS, easy negatives only"),
     "temporal": ("temporal-tiny.yaml", "clean", [], "temporal: speed, direction, order + contrastive"),
+    "temporal_natural": ("temporal-tiny.yaml", "clean", ["method.video_audio_clip=natural"],
+                         "temporal, v–a pairs from the untransformed clip"),
     "temporal_no_tasks": ("temporal-tiny.yaml", "clean", NO_TEMPORAL_TASKS, "temporal: contrastive terms only"),
     "random_faulty30": ("robust_xid-tiny.yaml", "faulty30", None, "random init, 30 % faulty world"),
     "robust_off": ("robust_xid-tiny.yaml", "faulty30", ["method.weights=null", "method.soft_targets=null"],
@@ -56,6 +60,12 @@ HEALTH_KEYS = ("heldout_sync_accuracy", "heldout_sync_accuracy_calibrated", "hel
                "bank_weight_faulty", "bank_weight_clean", "speed_accuracy", "direction_accuracy", "order_accuracy",
                "av_order_accuracy", "xmodal_top1", "heldout_mean_cosine_audio", "heldout_distance_positive",
                "heldout_distance_easy")
+
+
+def world_name(recipe: str, world: str) -> str:
+    """The catalog directory of a recipe's world: the world kind and its size (the robust recipe's is larger)."""
+    videos = yaml.safe_load((RECIPES / recipe).read_text())["data"]["synthetic"]["videos"]
+    return f"{world}-{videos}"
 
 
 def avcli(args: list[str], log: Path) -> str:
@@ -75,7 +85,7 @@ def probe(checkpoint: str, extra: list[str], log: Path) -> dict:
 
 def run_one(name: str, seed: int, workdir: Path, steps: int | None) -> dict:
     recipe, world, overrides, _ = CONFIGS[name]
-    catalog = workdir / "catalogs" / world
+    catalog = workdir / "catalogs" / world_name(recipe, world)
     common = [f"data.catalog={catalog}", *WORLDS[world], f"training.seed={seed}"]
     run_dir = workdir / "runs" / f"{name}-s{seed}"
     log = workdir / "logs" / f"{name}-s{seed}.log"
