@@ -48,7 +48,7 @@ CONFIGS = {
     "temporal_natural": ("temporal-tiny.yaml", "clean", ["method.video_audio_clip=natural"],
                          "temporal, v–a pairs from the untransformed clip"),
     "temporal_no_tasks": ("temporal-tiny.yaml", "clean", NO_TEMPORAL_TASKS, "temporal: contrastive terms only"),
-    "random_faulty30": ("robust_xid-tiny.yaml", "faulty30", None, "random init, 30 % faulty world"),
+    "random_faulty30": ("robust_xid-tiny.yaml", "faulty30", None, "random init, 30 % faulty world (960 videos)"),
     "robust_off": ("robust_xid-tiny.yaml", "faulty30", ["method.weights=null", "method.soft_targets=null"],
                    "Robust-xID, weights off, soft targets off (= xID)"),
     "robust_weights": ("robust_xid-tiny.yaml", "faulty30", ["method.soft_targets=null"], "Robust-xID, weights only"),
