@@ -248,6 +248,15 @@ def test_temporal_objective_sums_weighted_terms_and_switches_them_off():
     assert "speed_accuracy" not in stats
 
 
+def _natural_anchor_negatives(model, batch, ev, rows):
+    """By hand, for `_temporal_batch`: the slot-1 clip reversed (always) and the slot-0 video where it is
+    transformed (speed ≠ 1 or reversed), with their mask."""
+    backwards = model.embed_video(batch.video[rows, 1].flip(2))
+    transformed = torch.tensor([False, True, True, False, True, True])[rows]
+    extra = torch.stack([backwards, ev[rows, 0]], dim=1)
+    return extra, torch.stack([torch.ones_like(transformed), transformed], dim=1)
+
+
 def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
     batch = _temporal_batch()
     model = ClipModel()
@@ -258,10 +267,7 @@ def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
     # negatives = slot-1 video reversed (always) and slot-0 video where it is transformed (speed ≠ 1 or reversed)
     rows = torch.tensor([True, True, False, True, True, True])
     ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
-    backwards = model.embed_video(batch.video[rows, 1].flip(2))
-    transformed = torch.tensor([False, True, True, False, True, True])[rows]
-    extra = torch.stack([backwards, ev[rows, 0]], dim=1)
-    mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+    extra, mask = _natural_anchor_negatives(model, batch, ev, rows)
     expected = contrastive_with_extras(ev[rows, 1], ev[rows, 2], 0.1, extra, None, mask)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)  # queue empty: no extra positives yet
     assert int(objective.queue.filled) == 5  # the 5 anchors were pushed
@@ -281,10 +287,7 @@ def test_temporal_natural_video_audio_pair_uses_the_second_clip_and_the_transfor
     rows = torch.tensor([True, True, False, True, True, True])
     ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
     ea = model.embed_audio(batch.audio.flatten(0, 1)).view(6, 3, -1)
-    backwards = model.embed_video(batch.video[rows, 1].flip(2))
-    transformed = torch.tensor([False, True, True, False, True, True])[rows]
-    extra = torch.stack([backwards, ev[rows, 0]], dim=1)
-    mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+    extra, mask = _natural_anchor_negatives(model, batch, ev, rows)
     a_to_v = contrastive_with_extras(ea[rows, 1], ev[rows, 1], 0.1, extra, None, mask)
     v_to_a = contrastive_with_extras(ev[rows, 1], ea[rows, 1], 0.1)
     assert loss.item() == pytest.approx(0.5 * (a_to_v + v_to_a).item(), rel=1e-5)

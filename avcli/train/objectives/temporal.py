@@ -105,7 +105,7 @@ class TemporalObjective(Objective):
         rows, slot = self._video_audio_rows(batch)
         if cfg.video_audio and int(rows.sum()) >= 2:  # a clip and its own sound
             anchor_v, anchor_a = ev[rows, slot], ea[rows, slot]
-            extra, extra_mask = self._video_audio_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
+            extra, extra_mask = self._transformed_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
             a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v),
                                              extra_mask)
             v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
@@ -118,11 +118,7 @@ class TemporalObjective(Objective):
         pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
         if cfg.video_video and int(pairs.sum()) >= 2:  # two natural-speed clips of one video
             anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
-            extra_neg, neg_mask = None, None
-            if cfg.extra_negatives:  # the anchor reversed; the main clip when it runs at another speed or reversed
-                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
-                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
-                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+            extra_neg, neg_mask = self._transformed_negatives(batch, ev, pairs, SECOND, speed_class, reverse, backwards)
             terms["video_video"] = cfg.video_video * contrastive_with_extras(
                 anchor, positive, cfg.temperature, extra_neg, extras_for(positive), neg_mask)
             if self.queue is not None and not cfg.video_audio:
@@ -136,9 +132,9 @@ class TemporalObjective(Objective):
             return torch.ones_like(batch.video_mask[:, MAIN]), MAIN
         return batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND], SECOND
 
-    def _video_audio_negatives(self, batch, ev, rows, slot, speed_class, reverse, backwards):
-        """Extra negatives of the audio → video direction: the pair's clip played backwards, and for a natural
-        pair also the main clip of the same video when it runs at another speed or reversed (with its mask)."""
+    def _transformed_negatives(self, batch, ev, rows, slot, speed_class, reverse, backwards):
+        """Extra negatives of an anchor clip (`rows`, `slot`) and their mask: the clip played backwards, and for a
+        natural-speed anchor also the main clip of the same video when it runs at another speed or reversed."""
         if not self.cfg.extra_negatives:
             return None, None
         reversed_clip = backwards(batch.video[rows, slot])
@@ -161,7 +157,7 @@ class TemporalObjective(Objective):
             anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=same_size)
             anchor_a_all, _ = all_gather_with_grad(anchor_a, same_size=same_size)
             n = anchor_v_all.shape[0]
-            extra, extra_mask = self._video_audio_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
+            extra, extra_mask = self._transformed_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
             a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v),
                                       extra_mask)
             v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
@@ -175,11 +171,7 @@ class TemporalObjective(Objective):
         if cfg.video_video and _global_count(pairs) >= 2:
             anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
             positive_all, offset = all_gather_with_grad(positive, same_size=False)
-            extra_neg, neg_mask = None, None
-            if cfg.extra_negatives:
-                transformed = ~self.natural_speed[speed_class[pairs]] | reverse[pairs].bool()
-                extra_neg = torch.stack([backwards(batch.video[pairs, SECOND]), ev[pairs, MAIN]], dim=1)
-                neg_mask = torch.stack([torch.ones_like(transformed), transformed], dim=1)
+            extra_neg, neg_mask = self._transformed_negatives(batch, ev, pairs, SECOND, speed_class, reverse, backwards)
             losses = contrastive_rows(anchor, positive_all, offset, cfg.temperature, extra_neg, extras_for(positive),
                                       neg_mask)
             terms["video_video"] = cfg.video_video * losses.sum() * world / positive_all.shape[0]
