@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
+from avcli.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -64,8 +64,7 @@ HEALTH_KEYS = ("heldout_sync_accuracy", "heldout_sync_accuracy_calibrated", "hel
 
 def world_name(recipe: str, world: str) -> str:
     """The catalog directory of a recipe's world: the world kind and its size (the robust recipe's is larger)."""
-    videos = yaml.safe_load((RECIPES / recipe).read_text())["data"]["synthetic"]["videos"]
-    return f"{world}-{videos}"
+    return f"{world}-{load_recipe(RECIPES / recipe).data.synthetic.videos}"
 
 
 def avcli(args: list[str], log: Path) -> str:
