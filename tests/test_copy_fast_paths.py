@@ -13,7 +13,7 @@ from avcli.cli import run
 from avcli.data.catalog import Catalog
 from avcli.data.clip_dataset import ClipDataset, collate_samples
 from avcli.data.sample_spec import SampleSpec, Window
-from avcli.media.clip_reader import ClipReader
+from avcli.media.clip_reader import ClipReader, ClipReadError
 from avcli.data.video_transforms import augment_video_batch, split_i420, yuv420_to_rgb
 from avcli.recipe import load_recipe
 from avcli.recipe.schema import Augment, Clip
@@ -123,8 +123,11 @@ def test_yuv_planes_are_those_of_pyav(copies):
 
     item = _items(copies)[1]  # 36×48: chroma rows narrower than their line size
     with av.open(item.source) as container, ClipReader(item.source) as reader:
-        for k, frame in enumerate(container.decode(video=0)):
-            planes = reader._to_yuv(frame, None)
-            assert planes.shape == (72, 36) and np.array_equal(planes, frame.to_ndarray())
-            if k == 5:
-                break
+        frames = [frame for _, frame in zip(range(6), container.decode(video=0))]
+        picks = [0, 1, 2, 2, 3, 4, 5, 5]  # a frame shown twice is copied once and reused
+        planes = reader._clip_yuv([frames[p] for p in picks], picks, {}, None)
+        assert planes.shape == (8, 72, 36)
+        for k, p in enumerate(picks):
+            assert np.array_equal(planes[k], frames[p].to_ndarray())
+        with pytest.raises(ClipReadError, match="short side 24"):
+            reader._clip_yuv(frames[:1], [0], {}, 24)

@@ -39,25 +39,43 @@ VideoParams = dict[str, torch.Tensor]
 # ----------------------------------------------------------------------------------------- drawing parameters
 
 
-def _uniform(gen: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=gen))
+class UniformDraws:
+    """Numbers from U(low, high) out of `gen`, drawn in blocks: one `torch.rand` call per block instead of one per
+    number. A clip's parameters take about a dozen, and each call costs as much as copying a decoded frame."""
+
+    def __init__(self, gen: torch.Generator, block: int = 32):
+        self.gen, self.block, self.values = gen, block, iter(())
+
+    def __call__(self, low: float = 0.0, high: float = 1.0) -> float:
+        value = next(self.values, None)
+        if value is None:
+            self.values = iter(torch.rand(self.block, generator=self.gen).tolist())
+            value = next(self.values)
+        return low + (high - low) * value
+
+    def integer(self, high: int) -> int:
+        """Uniform on {0, …, high − 1}."""
+        return min(int(self() * high), high - 1)
+
+
+def _draws(gen: "torch.Generator | UniformDraws") -> UniformDraws:
+    return gen if isinstance(gen, UniformDraws) else UniformDraws(gen)
 
 
 def random_resized_crop_box(
-    gen: torch.Generator, height: int, width: int, scale: tuple[float, float], ratio=CROP_RATIO
+    gen: "torch.Generator | UniformDraws", height: int, width: int, scale: tuple[float, float], ratio=CROP_RATIO
 ) -> tuple[int, int, int, int]:
     """RandomResizedCrop's box (top, left, h, w), drawn from `gen`: area fraction in `scale`, aspect log-uniform."""
+    uniform = _draws(gen)
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
-        target = area * _uniform(gen, *scale)
-        aspect = math.exp(_uniform(gen, *log_ratio))
+        target = area * uniform(*scale)
+        aspect = math.exp(uniform(*log_ratio))
         w = int(round(math.sqrt(target * aspect)))
         h = int(round(math.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (), generator=gen))
-            left = int(torch.randint(0, width - w + 1, (), generator=gen))
-            return top, left, h, w
+            return uniform.integer(height - h + 1), uniform.integer(width - w + 1), h, w
     # Fallback (as torchvision): the largest centred box whose aspect is inside `ratio`.
     in_ratio = width / height
     if in_ratio < min(ratio):
@@ -69,30 +87,33 @@ def random_resized_crop_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def jitter_factors(gen: torch.Generator, strength) -> tuple[float, float, float, float]:
+def jitter_factors(gen: "torch.Generator | UniformDraws", strength) -> tuple[float, float, float, float]:
     """ColorJitter's factors: brightness/contrast/saturation from U(max(0, 1−s), 1+s), hue from U(−s, s)."""
+    uniform = _draws(gen)
     out = list(JITTER_IDENTITY)
     for i, s in enumerate(strength[:3]):
         if s > 0:
-            out[i] = _uniform(gen, max(0.0, 1 - s), 1 + s)
+            out[i] = uniform(max(0.0, 1 - s), 1 + s)
     if strength[3] > 0:
-        out[3] = _uniform(gen, -strength[3], strength[3])
+        out[3] = uniform(-strength[3], strength[3])
     return tuple(out)
 
 
 def sample_video_params(gen: torch.Generator, height: int, width: int, augment) -> VideoParams:
     """One clip's parameters for a height×width input, from the recipe's `data.augment` and `gen` alone."""
-    crop = random_resized_crop_box(gen, height, width, tuple(augment.crop_scale))
-    flip = bool(augment.flip) and float(torch.rand((), generator=gen)) < 0.5
-    jitter = jitter_factors(gen, augment.color_jitter)
-    order = torch.randperm(4, generator=gen)
+    uniform = UniformDraws(gen)
+    crop = random_resized_crop_box(uniform, height, width, tuple(augment.crop_scale))
+    flip = bool(augment.flip) and uniform() < 0.5
+    jitter = jitter_factors(uniform, augment.color_jitter)
+    keys = [uniform() for _ in range(4)]
+    order = sorted(range(4), key=keys.__getitem__)  # a uniformly random permutation
     p_gray = getattr(augment, "grayscale_prob", 0.0)
-    gray = p_gray > 0 and float(torch.rand((), generator=gen)) < p_gray
+    gray = p_gray > 0 and uniform() < p_gray
     return {
         "crop": torch.tensor(crop, dtype=torch.int64),
         "flip": torch.tensor(flip),
         "jitter": torch.tensor(jitter, dtype=torch.float32),
-        "order": order,
+        "order": torch.tensor(order, dtype=torch.int64),
         "gray": torch.tensor(gray),
     }
 

@@ -143,11 +143,14 @@ class ClipReader:
         cache: dict[int, np.ndarray] = {}
         for slot, instants in zip(slots, wanted):
             # the frame on screen at each instant: the last one starting at or before it (tolerance: half a µs)
-            picks = np.clip(np.searchsorted(times, instants + 5e-7, side="right") - 1, 0, len(decoded) - 1)
-            for p in picks.tolist():
+            picks = np.clip(np.searchsorted(times, instants + 5e-7, side="right") - 1, 0, len(decoded) - 1).tolist()
+            if yuv:
+                out[slot] = torch.from_numpy(self._clip_yuv([decoded[p][1] for p in picks], picks, cache, short_side))
+                continue
+            for p in picks:
                 if p not in cache:
-                    cache[p] = self._to_yuv(decoded[p][1], short_side) if yuv else self._to_rgb(decoded[p][1], short_side)
-            out[slot] = torch.from_numpy(np.stack([cache[p] for p in picks.tolist()]))
+                    cache[p] = self._to_rgb(decoded[p][1], short_side)
+            out[slot] = torch.from_numpy(np.stack([cache[p] for p in picks]))
 
     def _decode_video(self, first: float, last: float) -> list[tuple[float, av.VideoFrame]]:
         """Frames covering [first, last]: from the frame on screen at `first` to the one on screen at `last`."""
@@ -200,21 +203,31 @@ class ClipReader:
                 yield from packet.decode()
         yield from stream.decode(None)  # the frames the decoder still holds at the end of the file
 
-    def _to_yuv(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
-        if (frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2 or rotation_turns(frame.rotation)
-                or (short_side is not None and min(frame.width, frame.height) != short_side)):
-            raise ClipReadError(f"{self.path}: frames are not upright even-sized yuv420p at short side {short_side}")
-        # the three planes copied into one I420 array, no colour conversion (PyAV's to_ndarray does the same
-        # through an hstack of three copies: this is about a third cheaper per frame)
-        width, height = frame.width, frame.height
-        out = np.empty(height * width * 3 // 2, np.uint8)
-        pos = 0
-        for index, plane in enumerate(frame.planes):
-            w, h = (width, height) if index == 0 else (width // 2, height // 2)
-            rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
-            out[pos : pos + w * h].reshape(h, w)[:] = rows
-            pos += w * h
-        return out.reshape(height * 3 // 2, width)
+    def _clip_yuv(self, frames: list[av.VideoFrame], picks: list[int], cache: dict, short_side: int | None) -> np.ndarray:
+        """The planes of `frames` (decoded frame `picks[k]` for row k) copied straight into one T×(H·3/2)×W I420
+        array, no colour conversion. Writing each plane into its place in the clip's array is about three times
+        cheaper than PyAV's to_ndarray (an hstack of three copies) followed by a stack of the frames."""
+        first = frames[0]
+        width, height = first.width, first.height
+        for frame in frames:
+            if (frame.format.name != "yuv420p" or frame.width != width or frame.height != height or width % 2
+                    or height % 2 or rotation_turns(frame.rotation)
+                    or (short_side is not None and min(width, height) != short_side)):
+                raise ClipReadError(f"{self.path}: frames are not upright even-sized yuv420p at short side {short_side}")
+        clip = np.empty((len(frames), height * 3 // 2, width), np.uint8)
+        rows = clip.reshape(len(frames), -1)
+        # (offset, rows, columns) of the Y, U and V planes in one frame's I420 layout
+        layout = ((0, height, width), (height * width, height // 2, width // 2),
+                  (height * width * 5 // 4, height // 2, width // 2))
+        for k, (frame, p) in enumerate(zip(frames, picks)):
+            if p in cache:  # a frame shown at several instants (a window past the end): copied once, then reused
+                clip[k] = cache[p]
+                continue
+            for plane, (offset, h, w) in zip(frame.planes, layout):
+                source = np.frombuffer(plane, np.uint8)
+                rows[k, offset : offset + h * w].reshape(h, w)[:] = source[: h * plane.line_size].reshape(h, -1)[:, :w]
+            cache[p] = clip[k]
+        return clip
 
     def _to_rgb(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
         width, height = frame.width, frame.height
