@@ -6,6 +6,8 @@ process (= one data-loader worker):
     work (pixels and log-mel left to the training device, as `augment.on_device` trains), the same plus a log-mel
     per clip, and everything on the CPU;
   - avcli, hierarchical batches (C clips of one title per sample group, decoded together where they are close);
+  - avcli, the same uniform clips at the temporal method's speeds 2×, 4×, 8× (frame skipping; sound sped up by
+    resampling), with and without the sound;
   - the limit: the sequential decode rate of the same stored copies (frames/s) ÷ frames per clip;
   - a reference loader in the style of the AVID-CMA code: opens the original file per clip, seeks to the
     keyframe before the window, decodes forward converting every frame to PIL, resizes and crops with PIL, and
@@ -21,6 +23,7 @@ machine only ever slow a pass down). Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -88,6 +91,23 @@ def time_avcli(dataset: ClipDataset, batches: list[list[SampleSpec]], logmel: Lo
             if logmel is not None:
                 logmel(sample["audio"])
             clips += len(sample["items"])
+    return clips / (time.perf_counter() - start)
+
+
+def at_speed(spec: SampleSpec, speed: int, items) -> SampleSpec:
+    """The same sample with its windows played `speed`× faster, moved back where they would run past the end."""
+    span = CLIP.frames * speed / CLIP.fps
+    return dataclasses.replace(spec, windows=tuple(
+        dataclasses.replace(w, speed=speed, video_start=max(0.0, min(w.video_start, items[w.item].duration_s - span)))
+        for w in spec.windows))
+
+
+def time_video(dataset: ClipDataset, batches: list[list[SampleSpec]]) -> float:
+    """Clips per second reading the frames alone (what ClipReader costs, without sound or parameters)."""
+    clips, start = 0, time.perf_counter()
+    for batch in batches:
+        for spec in batch:
+            clips += len(dataset._read_videos(spec))
     return clips / (time.perf_counter() - start)
 
 
@@ -227,6 +247,13 @@ def measure(items, clips: int, seed: int = 0, repeats: int = 3) -> dict:
         rate_h = max(time_avcli(device_aug, batches) for _ in range(repeats))
         result["avcli_hierarchical_clips_per_s"] = round(rate_h, 1)
         result["hierarchical_fraction_of_limit"] = round(rate_h / limit, 3)
+    # temporal speed classes (Jenni): 8 frames at every 2nd/4th/8th frame of the copy and 2 s of sound played
+    # 2-8× faster (speed·2 s read and resampled); `video` is the frames alone (ClipReader's sparse decoding)
+    for speed in (2, 4, 8):
+        fast = [[at_speed(spec, speed, items) for spec in batch] for batch in uniform]
+        result[f"avcli_speed{speed}x_clips_per_s"] = round(max(time_avcli(device_aug, fast) for _ in range(repeats)), 1)
+        result[f"avcli_speed{speed}x_video_clips_per_s"] = round(
+            max(time_video(device_aug, fast) for _ in range(repeats)), 1)
     reference = time_reference(items, uniform[: max(1, len(uniform) // 4)], logmel)
     result["reference_clips_per_s"] = round(reference, 2)
     result["speedup_over_reference"] = round(rate_logmel / reference, 1)

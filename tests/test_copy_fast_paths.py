@@ -20,7 +20,7 @@ from avcli.recipe.schema import Augment, Clip
 from avcli.train.loop import pretrain
 
 from conftest import tiny_recipe_dict
-from media_helpers import write_tone_video
+from media_helpers import frame_index, write_counter_video, write_tone_video
 
 COLOURS = [(200, 40, 40), (40, 180, 60), (30, 60, 220), (230, 200, 30), (120, 30, 160), (20, 200, 200),
            (250, 250, 250), (10, 10, 10)]
@@ -131,3 +131,72 @@ def test_yuv_planes_are_those_of_pyav(copies):
             assert np.array_equal(planes[k], frames[p].to_ndarray())
         with pytest.raises(ClipReadError, match="short side 24"):
             reader._clip_yuv(frames[:1], [0], {}, 24)
+
+
+class _CountingPacket:
+    def __init__(self, packet, owner):
+        self.packet, self.owner = packet, owner
+
+    def __getattr__(self, name):
+        return getattr(self.packet, name)
+
+    def decode(self):
+        self.owner.decoded.append(self.packet.pts)
+        return self.packet.decode()
+
+
+class _CountingContainer:
+    """The reader's container, counting the packets handed to the decoder."""
+
+    def __init__(self, container):
+        self.container, self.decoded = container, []
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+    def demux(self, *args, **kwargs):
+        for packet in self.container.demux(*args, **kwargs):
+            yield _CountingPacket(packet, self)
+
+
+@pytest.fixture(scope="module")
+def counter_copy(tmp_path_factory):
+    """A 60-frame 16 fps counter video (frame k grey 4·k) ingested with default options: keyframes every 8 frames."""
+    root = tmp_path_factory.mktemp("sparse")
+    (root / "in").mkdir()
+    write_counter_video(root / "in" / "c.mp4", frames=60, fps=16, size=(48, 32))
+    assert run(["ingest", str(root / "in"), "--out", str(root / "c"), "--workers", "1"]) == 0
+    return _items(root / "c")[0]
+
+
+def test_sparse_reads_of_copies_equal_dense_reads_and_decode_only_what_they_need(counter_copy):
+    import av
+
+    with av.open(counter_copy.source) as container:  # frame index of each keyframe
+        pts = [p.pts for p in container.demux(video=0) if p.size]
+    with av.open(counter_copy.source) as container:
+        keyframes = [k for k, p in enumerate(p for p in container.demux(video=0) if p.size) if p.is_keyframe]
+    assert keyframes[:4] == [0, 8, 16, 24]
+    cases = [
+        [(0.0, 4, 8 / 16)],  # 8×: frames 0, 8, 16, 24, all keyframes
+        [(0.1, 8, 4 / 16)],  # 4×
+        [(0.3, 8, 2 / 16), (2.0, 4, 1 / 16)],  # 2× and a clip 1 s later
+        [(0.2, 4, 1 / 16), (0.3, 4, 1 / 16), (3.5, 4, 1 / 16)],  # overlapping, and one past the end
+    ]
+    for windows in cases:
+        with ClipReader(counter_copy.source, exact_durations=True) as sparse, ClipReader(counter_copy.source) as dense:
+            sparse.container = _CountingContainer(sparse.container)
+            dense.container = _CountingContainer(dense.container)
+            a, b = sparse.read_video_windows(windows), dense.read_video_windows(windows)
+        needed = set()
+        for (start, frames, step), clip_a, clip_b in zip(windows, a, b):
+            assert torch.equal(clip_a, clip_b)
+            indices = [min(int((start + k * step) * 16 + 1e-6), 59) for k in range(frames)]
+            assert [frame_index(f.numpy()) for f in clip_a] == indices
+            needed.update(indices)
+        # each needed frame costs the frames from its keyframe up to it, shared where those ranges overlap
+        expected = set()
+        for f in needed:
+            expected.update(range(max(k for k in keyframes if k <= f), f + 1))
+        assert sorted(pts.index(p) for p in sparse.container.decoded) == sorted(expected)
+        assert len(sparse.container.decoded) <= len(dense.container.decoded)  # 8×: 4 packets against 26

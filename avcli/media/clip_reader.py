@@ -86,6 +86,8 @@ class ClipReader:
         self.reformatter = VideoReformatter()  # keeps its scaler between frames (a new one costs ~1 ms)
         if self.video is not None:
             self.video_tb = float(self.video.time_base)  # a float: Fraction arithmetic per frame adds up
+            rate = self.video.average_rate or self.video.guaranteed_rate
+            self.frame_s = 1.0 / float(rate) if rate else 0.0  # a frame's duration (constant in the copies)
         timeline = self.video if self.video is not None else self.audio
         tb = timeline.time_base
         self.origin_s = float(timeline.start_time * tb) if timeline.start_time is not None else 0.0
@@ -136,7 +138,10 @@ class ClipReader:
     def _read_group(self, windows, slots, out, short_side, yuv=False) -> None:
         wanted = [np.array([s + k * step for k in range(n)]) for s, n, step in windows]
         first, last = min(w[0] for w in wanted), max(w[-1] for w in wanted)
-        decoded = self._decode_video(first, last)
+        # Sparse reading pays for its read-ahead only when frames between the instants can go undecoded (frame
+        # skipping, or clips apart): a clip of consecutive frames at the copy's own rate decodes densely.
+        sparse = self.exact_durations and (len(windows) > 1 or windows[0][2] > 1.5 * self.frame_s)
+        decoded = self._decode_video(first, last, np.unique(np.concatenate(wanted)) if sparse else None)
         if not decoded:
             raise ClipReadError(f"{self.path}: no video frame decodes at {first:.2f} s")
         times = np.array([time for time, _ in decoded])
@@ -152,19 +157,35 @@ class ClipReader:
                     cache[p] = self._to_rgb(decoded[p][1], short_side)
             out[slot] = torch.from_numpy(np.stack([cache[p] for p in picks]))
 
-    def _decode_video(self, first: float, last: float) -> list[tuple[float, av.VideoFrame]]:
-        """Frames covering [first, last]: from the frame on screen at `first` to the one on screen at `last`."""
+    def _decode_video(
+        self, first: float, last: float, instants: np.ndarray | None = None
+    ) -> list[tuple[float, av.VideoFrame]]:
+        """Frames covering [first, last]: from the frame on screen at `first` to the one on screen at `last`.
+
+        Given the sorted `instants` that will be picked, a training copy is decoded sparsely: only the frames on
+        screen at those instants come back, and of the frames between them only those a kept frame depends on
+        are decoded (`_sparse_frames_from_here`)."""
         tb = self.video.time_base
+        sparse = self.exact_durations and instants is not None
         for backoff in (0.0, 1.0, 4.0, 16.0, math.inf):
             from_start = first - backoff <= 0
-            if from_start:
-                # The very start of the file: a seek to the first pts can land past its keyframe when decode
-                # order differs from display order (MPEG-TS).
-                self.container.seek(0)
-            else:
-                self.container.seek(int((self.origin_s + first - backoff) / tb), stream=self.video, backward=True)
-            self.video.codec_context.flush_buffers()
-            frames = self._frames_from_here(first, last)
+
+            def seek() -> None:
+                if from_start:
+                    # The very start of the file: a seek to the first pts can land past its keyframe when decode
+                    # order differs from display order (MPEG-TS).
+                    self.container.seek(0)
+                else:
+                    self.container.seek(int((self.origin_s + first - backoff) / tb), stream=self.video, backward=True)
+                self.video.codec_context.flush_buffers()
+
+            seek()
+            frames = self._sparse_frames_from_here(instants) if sparse else None
+            if frames is None:
+                if sparse:  # the stream is not laid out as the copies are: decode densely from the same point
+                    sparse = False
+                    seek()
+                frames = self._frames_from_here(first, last)
             # A seek can land after the wanted instant, or on a non-keyframe that decodes to nothing, when
             # keyframe flags or index entries lie: then look further back.
             if from_start or (frames and frames[0][0] <= first + 1e-3):
@@ -191,6 +212,68 @@ class ClipReader:
                     break  # (5e-7: the tolerance `_read_group` picks frames with)
         except av.error.FFmpegError:
             pass  # a broken tail: use what decoded
+        return frames
+
+    def _sparse_frames_from_here(self, instants: np.ndarray) -> list[tuple[float, av.VideoFrame]] | None:
+        """The frames on screen at `instants` (sorted), decoding only what they need; None if the stream turns
+        out not to be laid out as avcli's copies are.
+
+        In a training copy (transcode.py: no B-frames, so decode order is display order and each packet is one
+        frame; exact timestamps) frame k is needed only for the frames after it up to the next keyframe. So
+        packets are read ahead without decoding: a keyframe drops the undecoded packets before it, and a
+        packet is decoded (with the pending ones it depends on) only once the next packet's timestamp shows
+        it is on screen at a wanted instant. Clips of one item that are seconds apart, and clips at 2×–8×
+        speed (every 2nd–8th frame), then cost their own frames plus the decoding from their keyframe,
+        instead of every frame in between."""
+        tb, eps = self.video_tb, 5e-7  # eps: the tolerance `_read_group` picks frames with
+        n = len(instants)
+        frames: list[tuple[float, av.VideoFrame]] = []
+        pending: list[av.Packet] = []  # packets since the last keyframe or decoded packet, not decoded yet
+        previous: tuple[float, av.Packet] | None = None  # the last packet read, its screen time not yet known
+        j = 0  # the first instant not yet covered by a kept frame
+
+        def keep(time: float, packet: av.Packet) -> bool:
+            """Decode the pending packets, ending with `packet`, and keep its frame; False if it does not come out."""
+            if pending[0].is_keyframe:
+                self.video.codec_context.flush_buffers()  # packets were skipped: start clean at the keyframe
+            out = None
+            for queued in pending:
+                for frame in queued.decode():
+                    if frame.pts == packet.pts:
+                        out = frame
+            pending.clear()
+            if out is None:
+                return False
+            frames.append((time, out))
+            return True
+
+        try:
+            for packet in self.container.demux(self.video):
+                if not packet.size:
+                    continue  # (see `_decode`)
+                if packet.pts is None:
+                    return None
+                time = packet.pts * tb - self.origin_s
+                if previous is not None:
+                    if time <= previous[0]:
+                        return None  # out-of-order timestamps: B-frames or a damaged index
+                    # `previous` is on screen over [its time, this time): needed if an instant falls there (or
+                    # before it, for the first frame read)
+                    if j < n and instants[j] < time - eps:
+                        while j < n and instants[j] < time - eps:
+                            j += 1
+                        if not keep(*previous):
+                            return None
+                    if j == n:
+                        return frames
+                if packet.is_keyframe:
+                    pending.clear()  # the frames before a keyframe are never needed by the ones after it
+                pending.append(packet)
+                previous = (time, packet)
+        except av.error.FFmpegError:
+            return frames  # a broken tail: use what decoded
+        if previous is not None and j < n and not keep(*previous):  # the last frame of the file
+            return None
         return frames
 
     def _decode(self, stream):
