@@ -128,7 +128,8 @@ def sequential_decode_fps(paths: list[str], seconds: float = 20.0) -> float:
     for path in paths:
         with av.open(path) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "SLICE"  # as ClipReader decodes
+            stream.thread_type = "SLICE"  # as ClipReader decodes a training copy: one thread
+            stream.codec_context.thread_count = 1
             for frame in container.decode(stream):
                 frames += 1
                 if time.perf_counter() - start > seconds:
