@@ -200,3 +200,28 @@ def test_sparse_reads_of_copies_equal_dense_reads_and_decode_only_what_they_need
             expected.update(range(max(k for k in keyframes if k <= f), f + 1))
         assert sorted(pts.index(p) for p in sparse.container.decoded) == sorted(expected)
         assert len(sparse.container.decoded) <= len(dense.container.decoded)  # 8×: 4 packets against 26
+
+
+def test_sparse_reading_falls_back_to_dense_on_a_stream_with_b_frames(tmp_path):
+    import av
+
+    path = tmp_path / "b.mp4"  # frame k grey 4·k, with B-frames: decode order is not display order
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=16)
+        video.width, video.height, video.pix_fmt = 48, 32, "yuv420p"
+        video.options = {"crf": "10", "preset": "medium", "x264-params": "bframes=3:b-adapt=0:keyint=16"}
+        for k in range(48):
+            image = np.full((32, 48, 3), 4 * k, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert any(p.pts != p.dts for p in container.demux(video=0) if p.size)  # B-frames are there
+    windows = [(0.3, 4, 4 / 16), (0.4, 3, 1 / 16)]
+    with ClipReader(path, exact_durations=True) as sparse, ClipReader(path) as dense:
+        sparse.container = _CountingContainer(sparse.container)
+        a, b = sparse.read_video_windows(windows), dense.read_video_windows(windows)
+    for (start, frames, step), clip_a, clip_b in zip(windows, a, b):
+        assert torch.equal(clip_a, clip_b)
+        assert [frame_index(f.numpy()) for f in clip_a] == [int((start + k * step) * 16 + 1e-6) for k in range(frames)]
