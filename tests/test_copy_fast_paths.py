@@ -14,6 +14,7 @@ from avcli.data.catalog import Catalog
 from avcli.data.clip_dataset import ClipDataset, collate_samples
 from avcli.data.sample_spec import SampleSpec, Window
 from avcli.media.clip_reader import ClipReader, ClipReadError
+from avcli.media.frame_arrays import i420_clip, is_plain_i420
 from avcli.data.video_transforms import augment_video_batch, split_i420, yuv420_to_rgb
 from avcli.recipe import load_recipe
 from avcli.recipe.schema import Augment, Clip
@@ -125,12 +126,13 @@ def test_yuv_planes_are_those_of_pyav(copies):
     with av.open(item.source) as container, ClipReader(item.source) as reader:
         frames = [frame for _, frame in zip(range(6), container.decode(video=0))]
         picks = [0, 1, 2, 2, 3, 4, 5, 5]  # a frame shown twice is copied once and reused
-        planes = reader._clip_yuv([frames[p] for p in picks], picks, {}, None)
+        assert all(is_plain_i420(f, 36) for f in frames) and not is_plain_i420(frames[0], 24)
+        planes = i420_clip([frames[p] for p in picks], picks, {})
         assert planes.shape == (8, 72, 36)
         for k, p in enumerate(picks):
             assert np.array_equal(planes[k], frames[p].to_ndarray())
         with pytest.raises(ClipReadError, match="short side 24"):
-            reader._clip_yuv(frames[:1], [0], {}, 24)
+            reader.read_video_windows([(0.0, 2, 1 / 16)], 24, yuv=True)
 
 
 class _CountingPacket:

@@ -14,6 +14,9 @@ A file without a video stream (a sound recording) opens with `audio_only=True`; 
 audio sample, and `read_video` fails.
 
 Seeking does not trust keyframe flags: when a seek lands after the wanted instant, it retries further back.
+Training copies (`exact_durations`) are read with one decoder thread, decoding stops at the last frame a window
+shows, and windows with frame skipping or several windows of one item are decoded sparsely
+(media/sparse_decode.py). Decoded frames become arrays in media/frame_arrays.py.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import torch
 import torchaudio.functional as AF
 
 from avcli.errors import AvcliError
+from avcli.media.frame_arrays import i420_clip, is_plain_i420, rgb_frame
 from avcli.media.pcm_sidecar import PcmSidecar
-from avcli.media.streams import default_audio_stream, default_video_stream, rotation_turns
+from avcli.media.sparse_decode import decode_sparse
+from avcli.media.streams import default_audio_stream, default_video_stream
 
 
 # Opening a file probes its streams by decoding a little of each; by default that probe starts a decoder thread
@@ -155,11 +160,16 @@ class ClipReader:
             # the frame on screen at each instant: the last one starting at or before it (tolerance: half a µs)
             picks = np.clip(np.searchsorted(times, instants + 5e-7, side="right") - 1, 0, len(decoded) - 1).tolist()
             if yuv:
-                out[slot] = torch.from_numpy(self._clip_yuv([decoded[p][1] for p in picks], picks, cache, short_side))
+                frames = [decoded[p][1] for p in picks]
+                if any(not is_plain_i420(f, short_side) or (f.width, f.height) != (frames[0].width, frames[0].height)
+                       for f in frames):
+                    raise ClipReadError(
+                        f"{self.path}: frames are not upright even-sized yuv420p at short side {short_side}")
+                out[slot] = torch.from_numpy(i420_clip(frames, picks, cache))
                 continue
             for p in picks:
                 if p not in cache:
-                    cache[p] = self._to_rgb(decoded[p][1], short_side)
+                    cache[p] = rgb_frame(decoded[p][1], short_side, self.reformatter)
             out[slot] = torch.from_numpy(np.stack([cache[p] for p in picks]))
 
     def _decode_video(
@@ -169,7 +179,7 @@ class ClipReader:
 
         Given the sorted `instants` that will be picked, a training copy is decoded sparsely: only the frames on
         screen at those instants come back, and of the frames between them only those a kept frame depends on
-        are decoded (`_sparse_frames_from_here`)."""
+        are decoded (media/sparse_decode.py)."""
         tb = self.video.time_base
         sparse = self.exact_durations and instants is not None
         for backoff in (0.0, 1.0, 4.0, 16.0, math.inf):
@@ -185,7 +195,7 @@ class ClipReader:
                 self.video.codec_context.flush_buffers()
 
             seek()
-            frames = self._sparse_frames_from_here(instants) if sparse else None
+            frames = decode_sparse(self.container, self.video, self.origin_s, instants) if sparse else None
             if frames is None:
                 if sparse:  # the stream is not laid out as the copies are: decode densely from the same point
                     sparse = False
@@ -219,68 +229,6 @@ class ClipReader:
             pass  # a broken tail: use what decoded
         return frames
 
-    def _sparse_frames_from_here(self, instants: np.ndarray) -> list[tuple[float, av.VideoFrame]] | None:
-        """The frames on screen at `instants` (sorted), decoding only what they need; None if the stream turns
-        out not to be laid out as avcli's copies are.
-
-        In a training copy (transcode.py: no B-frames, so decode order is display order and each packet is one
-        frame; exact timestamps) frame k is needed only for the frames after it up to the next keyframe. So
-        packets are read ahead without decoding: a keyframe drops the undecoded packets before it, and a
-        packet is decoded (with the pending ones it depends on) only once the next packet's timestamp shows
-        it is on screen at a wanted instant. Clips of one item that are seconds apart, and clips at 2×–8×
-        speed (every 2nd–8th frame), then cost their own frames plus the decoding from their keyframe,
-        instead of every frame in between."""
-        tb, eps = self.video_tb, 5e-7  # eps: the tolerance `_read_group` picks frames with
-        n = len(instants)
-        frames: list[tuple[float, av.VideoFrame]] = []
-        pending: list[av.Packet] = []  # packets since the last keyframe or decoded packet, not decoded yet
-        previous: tuple[float, av.Packet] | None = None  # the last packet read, its screen time not yet known
-        j = 0  # the first instant not yet covered by a kept frame
-
-        def keep(time: float, packet: av.Packet) -> bool:
-            """Decode the pending packets, ending with `packet`, and keep its frame; False if it does not come out."""
-            if pending[0].is_keyframe:
-                self.video.codec_context.flush_buffers()  # packets were skipped: start clean at the keyframe
-            out = None
-            for queued in pending:
-                for frame in queued.decode():
-                    if frame.pts == packet.pts:
-                        out = frame
-            pending.clear()
-            if out is None:
-                return False
-            frames.append((time, out))
-            return True
-
-        try:
-            for packet in self.container.demux(self.video):
-                if not packet.size:
-                    continue  # (see `_decode`)
-                if packet.pts is None:
-                    return None
-                time = packet.pts * tb - self.origin_s
-                if previous is not None:
-                    if time <= previous[0]:
-                        return None  # out-of-order timestamps: B-frames or a damaged index
-                    # `previous` is on screen over [its time, this time): needed if an instant falls there (or
-                    # before it, for the first frame read)
-                    if j < n and instants[j] < time - eps:
-                        while j < n and instants[j] < time - eps:
-                            j += 1
-                        if not keep(*previous):
-                            return None
-                    if j == n:
-                        return frames
-                if packet.is_keyframe:
-                    pending.clear()  # the frames before a keyframe are never needed by the ones after it
-                pending.append(packet)
-                previous = (time, packet)
-        except av.error.FFmpegError:
-            return frames  # a broken tail: use what decoded
-        if previous is not None and j < n and not keep(*previous):  # the last frame of the file
-            return None
-        return frames
-
     def _decode(self, stream):
         """Frames of `stream` from the current position to the end of the file.
 
@@ -290,41 +238,6 @@ class ClipReader:
             if packet.size:
                 yield from packet.decode()
         yield from stream.decode(None)  # the frames the decoder still holds at the end of the file
-
-    def _clip_yuv(self, frames: list[av.VideoFrame], picks: list[int], cache: dict, short_side: int | None) -> np.ndarray:
-        """The planes of `frames` (decoded frame `picks[k]` for row k) copied straight into one T×(H·3/2)×W I420
-        array, no colour conversion. Writing each plane into its place in the clip's array is about three times
-        cheaper than PyAV's to_ndarray (an hstack of three copies) followed by a stack of the frames."""
-        first = frames[0]
-        width, height = first.width, first.height
-        for frame in frames:
-            if (frame.format.name != "yuv420p" or frame.width != width or frame.height != height or width % 2
-                    or height % 2 or rotation_turns(frame.rotation)
-                    or (short_side is not None and min(width, height) != short_side)):
-                raise ClipReadError(f"{self.path}: frames are not upright even-sized yuv420p at short side {short_side}")
-        clip = np.empty((len(frames), height * 3 // 2, width), np.uint8)
-        rows = clip.reshape(len(frames), -1)
-        # (offset, rows, columns) of the Y, U and V planes in one frame's I420 layout
-        layout = ((0, height, width), (height * width, height // 2, width // 2),
-                  (height * width * 5 // 4, height // 2, width // 2))
-        for k, (frame, p) in enumerate(zip(frames, picks)):
-            if p in cache:  # a frame shown at several instants (a window past the end): copied once, then reused
-                clip[k] = cache[p]
-                continue
-            for plane, (offset, h, w) in zip(frame.planes, layout):
-                source = np.frombuffer(plane, np.uint8)
-                rows[k, offset : offset + h * w].reshape(h, w)[:] = source[: h * plane.line_size].reshape(h, -1)[:, :w]
-            cache[p] = clip[k]
-        return clip
-
-    def _to_rgb(self, frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
-        width, height = frame.width, frame.height
-        if short_side is not None:
-            scale = short_side / min(width, height)
-            width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        image = self.reformatter.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
-        turns = rotation_turns(frame.rotation)
-        return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
     # ------------------------------------------------------------------------------------------ audio
 
