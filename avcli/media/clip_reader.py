@@ -33,7 +33,7 @@ import torchaudio.functional as AF
 from avcli.errors import AvcliError
 from avcli.media.frame_arrays import i420_clip, is_plain_i420, rgb_frame
 from avcli.media.pcm_sidecar import PcmSidecar
-from avcli.media.sparse_decode import decode_sparse
+from avcli.media.sparse_decode import PICK_TOLERANCE_S, decode_sparse
 from avcli.media.streams import default_audio_stream, default_video_stream
 
 
@@ -158,7 +158,8 @@ class ClipReader:
         cache: dict[int, np.ndarray] = {}
         for slot, instants in zip(slots, wanted):
             # the frame on screen at each instant: the last one starting at or before it (tolerance: half a µs)
-            picks = np.clip(np.searchsorted(times, instants + 5e-7, side="right") - 1, 0, len(decoded) - 1).tolist()
+            picks = np.clip(np.searchsorted(times, instants + PICK_TOLERANCE_S, side="right") - 1, 0,
+                            len(decoded) - 1).tolist()
             if yuv:
                 frames = [decoded[p][1] for p in picks]
                 if any(not is_plain_i420(f, short_side) or (f.width, f.height) != (frames[0].width, frames[0].height)
@@ -223,8 +224,9 @@ class ClipReader:
                     frames[-1] = (time, frame)  # still before the window: keep only the latest
                 else:
                     frames.append((time, frame))
-                if time > last or (stop_on_duration and frame.duration and time + frame.duration * tb > last + 5e-7):
-                    break  # (5e-7: the tolerance `_read_group` picks frames with)
+                ends_after = stop_on_duration and frame.duration and time + frame.duration * tb > last + PICK_TOLERANCE_S
+                if time > last or ends_after:
+                    break
         except av.error.FFmpegError:
             pass  # a broken tail: use what decoded
         return frames
