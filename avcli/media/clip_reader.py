@@ -224,8 +224,8 @@ class ClipReader:
                     frames[-1] = (time, frame)  # still before the window: keep only the latest
                 else:
                     frames.append((time, frame))
-                ends_after = stop_on_duration and frame.duration and time + frame.duration * tb > last + PICK_TOLERANCE_S
-                if time > last or ends_after:
+                end = time + frame.duration * tb if stop_on_duration and frame.duration else -math.inf
+                if time > last or end > last + PICK_TOLERANCE_S:
                     break
         except av.error.FFmpegError:
             pass  # a broken tail: use what decoded
