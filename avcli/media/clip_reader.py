@@ -178,35 +178,34 @@ class ClipReader:
     ) -> list[tuple[float, av.VideoFrame]]:
         """Frames covering [first, last]: from the frame on screen at `first` to the one on screen at `last`.
 
-        Given the sorted `instants` that will be picked, a training copy is decoded sparsely: only the frames on
-        screen at those instants come back, and of the frames between them only those a kept frame depends on
-        are decoded (media/sparse_decode.py)."""
-        tb = self.video.time_base
-        sparse = self.exact_durations and instants is not None
+        Given the sorted `instants` that will be picked (a training copy, `_read_group` decides), the read is
+        sparse: only the frames on screen at those instants come back, and of the frames between them only those a
+        kept frame depends on are decoded (media/sparse_decode.py)."""
+        sparse = instants is not None
         for backoff in (0.0, 1.0, 4.0, 16.0, math.inf):
             from_start = first - backoff <= 0
-
-            def seek() -> None:
-                if from_start:
-                    # The very start of the file: a seek to the first pts can land past its keyframe when decode
-                    # order differs from display order (MPEG-TS).
-                    self.container.seek(0)
-                else:
-                    self.container.seek(int((self.origin_s + first - backoff) / tb), stream=self.video, backward=True)
-                self.video.codec_context.flush_buffers()
-
-            seek()
+            self._seek(first - backoff)
             frames = decode_sparse(self.container, self.video, self.origin_s, instants) if sparse else None
             if frames is None:
                 if sparse:  # the stream is not laid out as the copies are: decode densely from the same point
                     sparse = False
-                    seek()
+                    self._seek(first - backoff)
                 frames = self._frames_from_here(first, last)
             # A seek can land after the wanted instant, or on a non-keyframe that decodes to nothing, when
             # keyframe flags or index entries lie: then look further back.
             if from_start or (frames and frames[0][0] <= first + 1e-3):
                 return frames
         return frames
+
+    def _seek(self, t: float) -> None:
+        """To the keyframe at or before timeline time `t` (the start of the file for t ≤ 0), decoder flushed."""
+        if t <= 0:
+            # The very start of the file: a seek to the first pts can land past its keyframe when decode order
+            # differs from display order (MPEG-TS).
+            self.container.seek(0)
+        else:
+            self.container.seek(int((self.origin_s + t) / self.video.time_base), stream=self.video, backward=True)
+        self.video.codec_context.flush_buffers()
 
     def _frames_from_here(self, first: float, last: float) -> list[tuple[float, av.VideoFrame]]:
         """Decode forward, keeping the last frame at or before `first` and every frame up to just past `last`."""
