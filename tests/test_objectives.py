@@ -248,6 +248,24 @@ def test_temporal_objective_sums_weighted_terms_and_switches_them_off():
     assert "speed_accuracy" not in stats
 
 
+def test_temporal_empty_windows_never_reach_the_towers():
+    """A window the sampler could not place is zeros in the batch; it must not be encoded (a wasted forward pass
+    and blank inputs in the BatchNorm statistics). Every term still equals its value over the present windows."""
+    batch = _temporal_batch()
+    batch.video_mask[3, 2] = False  # and the inter-modal pair of sample 3
+    batch.audio_mask[3, 2] = False
+    model = ClipModel()
+    rows_seen = {}
+    for name in ("video", "audio", "video_head", "audio_head"):
+        getattr(model, name).register_forward_hook(
+            lambda module, args, out, name=name: rows_seen.setdefault(name, []).append(args[0].shape[0]))
+    objective = TemporalObjective(Temporal(extra_positives=0, extra_negatives=False), (1, 2, 4), 6, 6, 4,
+                                  num_items=6)
+    objective(model, batch)
+    assert rows_seen["video"] == [16] and rows_seen["audio"] == [16]  # 18 windows, 2 empty
+    assert rows_seen["video_head"] == [16] and rows_seen["audio_head"] == [16]
+
+
 def _natural_anchor_negatives(model, batch, ev, rows):
     """By hand, for `_temporal_batch`: the slot-1 clip reversed (always) and the slot-0 video where it is
     transformed (speed ≠ 1 or reversed), with their mask."""

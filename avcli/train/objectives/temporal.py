@@ -49,10 +49,8 @@ class TemporalObjective(Objective):
 
     def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
         cfg, labels = self.cfg, batch.labels
-        B, Wv = batch.video.shape[:2]
-        fv = model.video(batch.video.flatten(0, 1)).float().view(B, Wv, -1)
-        fa = model.audio(batch.audio.flatten(0, 1)).float().view(B, batch.audio.shape[1], -1)
         vm, am = batch.video_mask, batch.audio_mask
+        fv, fa = present_windows(model.video, batch.video, vm), present_windows(model.audio, batch.audio, am)
         terms, stats = {}, {}
 
         speed_class, reverse = labels["speed_class"].long(), labels["reverse"].long()
@@ -89,9 +87,8 @@ class TemporalObjective(Objective):
 
     def _contrastive(self, model, batch, fv, fa, speed_class, reverse) -> tuple[dict, dict]:
         cfg = self.cfg
-        B = fv.shape[0]
-        ev = F.normalize(model.video_head(fv.flatten(0, 1)), dim=-1).view(B, fv.shape[1], -1)  # B×W×D
-        ea = F.normalize(model.audio_head(fa.flatten(0, 1)), dim=-1).view(B, fa.shape[1], -1)
+        ev = F.normalize(present_windows(model.video_head, fv, batch.video_mask), dim=-1)  # B×W×D
+        ea = F.normalize(present_windows(model.audio_head, fa, batch.audio_mask), dim=-1)
         terms, stats = {}, {}
 
         def extras_for(positive: torch.Tensor):
@@ -178,6 +175,17 @@ class TemporalObjective(Objective):
             if self.queue is not None and not cfg.video_audio:
                 self.queue.push(all_gather(anchor, same_size=False))
         return terms, stats
+
+
+def present_windows(module: nn.Module, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`module` (an encoder or a projection head) applied to the windows that hold a clip (B×W×… with the B×W
+    `mask`), in float32; the empty windows' rows are zeros. An empty window (zeros the sampler could not place)
+    never goes through the towers: it would cost a forward pass and, worse, pull the BatchNorm statistics of
+    every layer towards those of a blank input."""
+    flat = mask.flatten()
+    out = module(windows.flatten(0, 1)[flat]).float()
+    full = out.new_zeros(flat.shape[0], *out.shape[1:])
+    return full.index_copy(0, flat.nonzero().squeeze(1), out).view(*mask.shape, *out.shape[1:])
 
 
 def _global_count(mask: torch.Tensor) -> int:
