@@ -279,7 +279,8 @@ def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
     batch = _temporal_batch()
     model = ClipModel()
     objective = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, video_audio=0,
-                                           extra_positives=2, queue_size=8), (1, 2, 4), 6, 6, 4, num_items=6)
+                                           extra_positives=2, queue_size=8, extra_positives_start_epoch=0),
+                                  (1, 2, 4), 6, 6, 4, num_items=6)
     loss, _ = objective(model, batch)
     # by hand: rows with slot 1 and slot 2 present; anchor = slot-1 video, positive = slot-2 video; extra
     # negatives = slot-1 video reversed (always) and slot-0 video where it is transformed (speed ≠ 1 or reversed)
@@ -291,6 +292,23 @@ def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
     assert int(objective.queue.filled) == 5  # the 5 anchors were pushed
     loss2, _ = objective(model, batch)
     assert not math.isclose(loss2.item(), loss.item())  # now 2 queue neighbours join the positives
+
+
+def test_temporal_extra_positives_wait_for_their_start_epoch_while_the_queue_fills():
+    batch = _temporal_batch()
+    model = ClipModel()
+    cfg = Temporal(speed=0, direction=0, order=0, av_order=0, video_audio=0, extra_positives=2, queue_size=8,
+                   extra_positives_start_epoch=2)
+    objective = TemporalObjective(cfg, (1, 2, 4), 6, 6, 4, num_items=6)
+    plain = TemporalObjective(cfg.model_copy(update={"extra_positives": 0}), (1, 2, 4), 6, 6, 4, num_items=6)
+    for epoch in (0, 1):
+        objective.on_epoch_start(epoch)
+        loss, _ = objective(model, batch)
+        assert loss.item() == pytest.approx(plain(model, batch)[0].item(), rel=1e-6)  # no queue neighbours yet
+    assert int(objective.queue.filled) == 8  # but the queue kept filling (2 × 5 anchors, 8 kept)
+    objective.on_epoch_start(2)
+    assert objective(model, batch)[0].item() != pytest.approx(loss.item(), rel=1e-3)  # now they join
+    assert int(objective.state_dict()["epoch"]) == 2  # checkpointed: a resumed run keeps its epoch
 
 
 def test_temporal_natural_video_audio_pair_uses_the_second_clip_and_the_transformed_main_as_negative():

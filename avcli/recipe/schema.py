@@ -337,6 +337,10 @@ class Temporal(Strict):
         "the main clip of the same video then joins the extra negatives when it is transformed)"
     )
     extra_positives: int = Field(1, ge=0, description="nearest neighbours of the positive in the feature queue")
+    extra_positives_start_epoch: int = Field(
+        1, ge=0, description="epochs without extra positives first: until the contrastive terms leave their "
+        "starting plateau a queue neighbour is any other clip, and pulling towards it collapses the embeddings"
+    )
     extra_negatives: bool = Field(
         True, description="the anchor clip reversed and the clip at the wrong speed as extra negatives"
     )

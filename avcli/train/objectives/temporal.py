@@ -9,7 +9,7 @@ The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py
     positive of the video–video pair.
 Extra negatives: the anchor video played backwards (always), and for video–video the main clip when it is
 transformed (another speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of
-past video embeddings.
+past video embeddings, from `extra_positives_start_epoch` on (see there why not from the first step).
 A slot the sampler could not place (item too short) is masked out of the terms that need it.
 
 Across several processes the contrastive terms use every rank's positives (gathered with gradient; ranks may
@@ -46,6 +46,10 @@ class TemporalObjective(Objective):
             nn.Linear(video_dim + audio_dim, cfg.head_hidden), nn.ReLU(inplace=True), nn.Linear(cfg.head_hidden, 1)
         )
         self.queue = FeatureQueue(cfg.queue_size or num_items, embed_dim) if cfg.extra_positives else None
+        self.register_buffer("epoch", torch.zeros((), dtype=torch.long))  # saved: a resumed run knows its epoch
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch.fill_(epoch)
 
     def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
         cfg, labels = self.cfg, batch.labels
@@ -92,7 +96,9 @@ class TemporalObjective(Objective):
         terms, stats = {}, {}
 
         def extras_for(positive: torch.Tensor):
-            return self.queue.nearest(positive, cfg.extra_positives) if self.queue is not None else None
+            if self.queue is None or int(self.epoch) < cfg.extra_positives_start_epoch:
+                return None  # the queue still fills meanwhile, so its neighbours are ready at the start epoch
+            return self.queue.nearest(positive, cfg.extra_positives)
 
         def backwards(video: torch.Tensor) -> torch.Tensor:  # the same clip played the other way (dim 2 = time)
             return model.embed_video(video.flip(2)).float()
