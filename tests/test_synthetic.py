@@ -115,3 +115,50 @@ def test_colour_is_drawn_independently_of_class():
         values, counts = np.unique(frame, axis=0, return_counts=True)
         colours.append(values[counts.argmax()])  # the flat object colour is the most frequent exact value
     assert np.abs(colours[0] - colours[1]).sum() > 30
+
+
+def _object_track(frames: np.ndarray) -> np.ndarray:
+    """Centroid of the object in every frame: the flat object colour is the most frequent exact pixel value."""
+    values, counts = np.unique(frames[0].reshape(-1, 3), axis=0, return_counts=True)
+    colour = values[counts.argmax()]
+    return np.stack([np.argwhere((f == colour).all(-1)).mean(0) for f in frames])
+
+
+def _speed_early_and_late(spec: SyntheticWorld, index: int) -> tuple[float, float]:
+    """Mean displacement per frame in the 3 frames after each bounce and in the 3 before the next one."""
+    from avcli.media.synthetic import _Title, render_video
+
+    row = world_assignments(spec)[index]
+    frames, _, events = render_video(spec, index, row["class_id"], _Title(spec, row["title_id"]), None)
+    step = np.linalg.norm(np.diff(_object_track(frames), axis=0), axis=1)  # step[k]: frame k → k+1
+    early, late = [], []
+    bounces = events["bounce_frames"]
+    for b, nxt in zip(bounces, bounces[1:]):
+        if nxt - b >= 10:
+            early += list(step[b + 1 : b + 4])
+            late += list(step[nxt - 4 : nxt - 1])
+    assert early, "no bounce interval long enough in this video"
+    return float(np.mean(early)), float(np.mean(late))
+
+
+def test_slowdown_gives_the_motion_an_arrow_of_time():
+    """By default the object keeps its speed between bounces (motion looks the same backwards); with a slowdown
+    it is slower just before a bounce than just after one, by about exp(-rate · gap)."""
+    base = dict(videos=8, titles=2, seed=3, distractors=0, min_seconds=8.0, max_seconds=8.0, faulty_fraction=0.0)
+    early, late = _speed_early_and_late(SyntheticWorld(**base), 1)
+    assert late == pytest.approx(early, rel=0.1)
+    early, late = _speed_early_and_late(SyntheticWorld(**base, slowdown_per_s=1.0), 1)
+    assert late < 0.75 * early
+
+
+def test_slowdown_restores_the_speed_at_each_bounce():
+    from avcli.media.synthetic import _Mover
+
+    mover = _Mover(np.array([32.0, 32.0]), np.array([3.0, 0.0]), radius=5.0)
+    speeds, bounced = [], []
+    for _ in range(30):
+        bounced.append(mover.step(64, decay=0.9, kick=3.0))
+        speeds.append(float(np.linalg.norm(mover.vel)))
+    first = bounced.index(True)
+    assert speeds[0] == pytest.approx(2.7) and speeds[1] == pytest.approx(2.43)
+    assert speeds[first] == pytest.approx(3.0) and speeds[first + 1] == pytest.approx(2.7)

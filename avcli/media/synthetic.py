@@ -9,6 +9,9 @@ Where the class lives, and where it deliberately does not:
   glide, double hit);
 - not in colour: object and background colours are drawn per video/title, independently of the class;
 - not in pitch: each video's sound has its own fundamental (an octave's range), whatever the class.
+Motion is time-reversible by default (constant speed, elastic bounces): a clip played backwards is a valid clip,
+so the temporal method's direction and order tasks have nothing to learn from the video. `slowdown_per_s` adds an
+arrow of time: the object slows between bounces and each bounce restores its speed.
 Distractors: a per-title background texture and ambient sound shared by all videos of a title (titles group
 videos like episodes of a show; `title_strength` sets how distinct they are), silent moving blobs, unrelated
 sound events, random speed and start position, and a fraction of "faulty" videos whose soundtrack is unrelated
@@ -176,8 +179,15 @@ class _Mover:
     vel: np.ndarray
     radius: float
 
-    def step(self, size: int) -> bool:
-        """Advance one frame; True when it bounced off an edge during this step."""
+    def step(self, size: int, decay: float = 1.0, kick: float | None = None) -> bool:
+        """Advance one frame; True when it bounced off an edge during this step. After the move the speed is
+        multiplied by `decay`, or set back to `kick` when it bounced (a slowdown between bounces; none by default)."""
+        bounced = self._move(size)
+        if decay != 1.0:
+            self.vel = self.vel * (kick / np.linalg.norm(self.vel) if bounced else decay)
+        return bounced
+
+    def _move(self, size: int) -> bool:
         self.pos = self.pos + self.vel
         bounced = False
         for axis in range(2):
@@ -226,8 +236,11 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     frames = np.empty((n_frames, size, size, 3), np.uint8)
     bounces = []
+    # With a slowdown the object loses speed between bounces and a bounce restores it: played backwards it speeds
+    # up towards the wall and is braked by it, so a clip's direction and order become visible.
+    kick, decay = speed_px_per_s / spec.fps, math.exp(-spec.slowdown_per_s / spec.fps)
     for k in range(n_frames):
-        if k > 0 and hero.step(size):
+        if k > 0 and hero.step(size, decay, kick):
             bounces.append(k)
         image = np.broadcast_to(title.background, (size, size, 3)).copy()
         for blob, blob_colour in blobs:

@@ -32,6 +32,13 @@ class SyntheticWorld(Strict):
     distractors: int = Field(1, ge=0, le=4, description="silent moving blobs per video (not the sounding object)")
     sound_distractors: float = Field(0.25, ge=0, description="unrelated sound events per second (not the object)")
     speed: tuple[float, float] = Field((0.5, 0.6), description="object speed range, frame widths per second")
+    slowdown_per_s: float = Field(
+        0.0,
+        ge=0,
+        description="rate (1/s) at which the object's speed decays between bounces, each bounce restoring it: an "
+        "arrow of time for the temporal method's direction and order tasks (0: constant speed, elastic bounces, "
+        "motion that looks the same played backwards)",
+    )
     seed: int = 0
     size: int = Field(64, ge=32, description="frame width and height in pixels")
     fps: int = Field(16, ge=4)
