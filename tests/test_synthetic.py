@@ -154,10 +154,10 @@ def test_slowdown_gives_the_motion_an_arrow_of_time():
 def test_slowdown_restores_the_speed_at_each_bounce():
     from avcli.media.synthetic import _Mover
 
-    mover = _Mover(np.array([32.0, 32.0]), np.array([3.0, 0.0]), radius=5.0)
+    mover = _Mover(np.array([32.0, 32.0]), np.array([3.0, 0.0]), radius=5.0, decay=0.9)
     speeds, bounced = [], []
     for _ in range(30):
-        bounced.append(mover.step(64, decay=0.9, kick=3.0))
+        bounced.append(mover.step(64))
         speeds.append(float(np.linalg.norm(mover.vel)))
     first = bounced.index(True)
     assert speeds[0] == pytest.approx(2.7) and speeds[1] == pytest.approx(2.43)

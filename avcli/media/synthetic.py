@@ -173,18 +173,23 @@ def _noise_event(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass
 class _Mover:
-    """An object bouncing inside the frame: position and velocity in pixels (per frame)."""
+    """An object bouncing inside the frame: position and velocity in pixels (per frame). With `decay` < 1 its speed
+    is multiplied by `decay` every frame and set back to the initial speed at each bounce (a slowdown between
+    bounces); with 1 it keeps its speed."""
 
     pos: np.ndarray
     vel: np.ndarray
     radius: float
+    decay: float = 1.0
 
-    def step(self, size: int, decay: float = 1.0, kick: float | None = None) -> bool:
-        """Advance one frame; True when it bounced off an edge during this step. After the move the speed is
-        multiplied by `decay`, or set back to `kick` when it bounced (a slowdown between bounces; none by default)."""
+    def __post_init__(self):
+        self.speed = float(np.linalg.norm(self.vel))  # what a bounce restores
+
+    def step(self, size: int) -> bool:
+        """Advance one frame; True when it bounced off an edge during this step."""
         bounced = self._move(size)
-        if decay != 1.0:
-            self.vel = self.vel * (kick / np.linalg.norm(self.vel) if bounced else decay)
+        if self.decay != 1.0:
+            self.vel = self.vel * (self.speed / np.linalg.norm(self.vel) if bounced else self.decay)
         return bounced
 
     def _move(self, size: int) -> bool:
@@ -203,10 +208,10 @@ class _Mover:
         return bounced
 
 
-def _random_mover(rng: np.random.Generator, size: int, radius: float, speed: float) -> _Mover:
+def _random_mover(rng: np.random.Generator, size: int, radius: float, speed: float, decay: float = 1.0) -> _Mover:
     pos = rng.uniform(radius, size - 1 - radius, size=2)
     angle = rng.uniform(0, 2 * np.pi)
-    return _Mover(pos, np.array([math.cos(angle), math.sin(angle)]) * speed, radius)
+    return _Mover(pos, np.array([math.cos(angle), math.sin(angle)]) * speed, radius, decay)
 
 
 def _mix(audio: np.ndarray, sound: np.ndarray, onset_s: float, sample_rate: int, gain: float) -> None:
@@ -224,7 +229,9 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     size = spec.size
     radius = size * rng.uniform(0.17, 0.21)
     speed_px_per_s = size * rng.uniform(*spec.speed) * _SPEED_FACTOR[class_id]
-    hero = _random_mover(rng, size, radius, speed_px_per_s / spec.fps)
+    # With a slowdown the object loses speed between bounces and a bounce restores it: played backwards it speeds
+    # up towards the wall and is braked by it, so a clip's direction and order become visible.
+    hero = _random_mover(rng, size, radius, speed_px_per_s / spec.fps, math.exp(-spec.slowdown_per_s / spec.fps))
     colour = _hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0))
     blobs = [
         (
@@ -236,11 +243,8 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     frames = np.empty((n_frames, size, size, 3), np.uint8)
     bounces = []
-    # With a slowdown the object loses speed between bounces and a bounce restores it: played backwards it speeds
-    # up towards the wall and is braked by it, so a clip's direction and order become visible.
-    kick, decay = speed_px_per_s / spec.fps, math.exp(-spec.slowdown_per_s / spec.fps)
     for k in range(n_frames):
-        if k > 0 and hero.step(size, decay, kick):
+        if k > 0 and hero.step(size):
             bounces.append(k)
         image = np.broadcast_to(title.background, (size, size, 3)).copy()
         for blob, blob_colour in blobs:
