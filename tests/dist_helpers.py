@@ -40,6 +40,8 @@ METHODS = {
     "temporal": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16},
     "temporal_natural": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16,
                          "video_audio_clip": "natural"},
+    "temporal_both": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16,
+                      "video_audio_clip": "both"},
     "avts": {"kind": "avts", "loss": "fused", "batch_negatives": True, "fused_hidden": 16, "held_out_pairs": 0},
 }
 

@@ -20,6 +20,7 @@ from avcli.data.audio_transforms import (
     spec_augment,
     speed_perturb,
     speed_up_audio,
+    speed_up_tempo,
 )
 from avcli.data.video_transforms import (
     IMAGENET_MEAN,
@@ -213,6 +214,22 @@ def test_speed_up_audio_doubles_the_frequency():
     assert torch.allclose(speed_up_audio(wave, 1, 8000), wave[:8000])
     batch = speed_up_audio(torch.stack([wave, -wave]), 2, 8000)  # works on a batch (…×N)
     assert batch.shape == (2, 8000) and torch.allclose(batch[1], -fast, atol=1e-6)
+
+
+def test_speed_up_tempo_keeps_the_pitch_and_the_level_and_brings_events_earlier():
+    wave = sine(440, 32000)
+    for speed in (2, 4):
+        fast = speed_up_tempo(wave, speed, 6400, 16000)
+        assert fast.shape == (6400,)
+        assert peak_hz(fast, 16000) == pytest.approx(440, abs=5)  # resampling would give 880 / 1760
+        assert float(fast[800:-800].pow(2).mean().sqrt()) == pytest.approx(math.sqrt(0.5), rel=0.05)
+    assert torch.allclose(speed_up_tempo(wave, 1, 8000, 16000), wave[:8000], atol=1e-4)
+    burst = torch.zeros(32000)
+    burst[4800:5600] = sine(440, 800)  # 50 ms of tone from 0.3 s
+    fast = speed_up_tempo(burst, 2, 16000, 16000)
+    loud = torch.nonzero(fast.abs() > 0.3).flatten() / 16000
+    assert float(loud[0]) == pytest.approx(0.15, abs=0.01)  # 0.3 s played 2× fast
+    assert float(loud[-1] - loud[0]) == pytest.approx(0.025, abs=0.01)  # and the burst half as long
 
 
 def test_reverse_audio_reverses():

@@ -57,6 +57,13 @@ def test_audio_speed_and_reversal_move_the_click(counter):
     assert first_onset(sample["audio"][1].numpy(), 16000) == pytest.approx(0.4 - 0.2 - 0.005, abs=0.002)
 
 
+def test_audio_speed_by_tempo_moves_the_click_like_resampling(counter):
+    spec = SampleSpec((Window(0, None, 0.3, speed=2),), seed=0)
+    audio = ClipDataset([counter], CLIP, Augment(), train=False, audio_speed="tempo")[spec]["audio"][0].numpy()
+    # the phase vocoder spreads the 5 ms click over its 32 ms window: found at half its (lower) peak
+    assert first_onset(audio, 16000, threshold=0.5 * abs(audio).max()) == pytest.approx(0.1, abs=0.01)
+
+
 def test_slots_keep_their_place_when_a_window_is_empty(counter):
     # sync pair: window 0 video only, window 1 audio only; temporal: an unplaceable part is an empty window
     pair = _eval_dataset([counter])[SampleSpec((Window(0, 0.4, None), Window(0, None, 1.0)), seed=0)]

@@ -330,6 +330,28 @@ def test_temporal_natural_video_audio_pair_uses_the_second_clip_and_the_transfor
     assert set(k for k in stats if k.startswith("loss_")) == {"loss_video_audio"}
 
 
+def test_temporal_both_video_audio_pairs_make_the_two_clips_of_a_video_each_others_negatives():
+    batch = _temporal_batch()
+    model = ClipModel()
+    objective = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, video_video=0,
+                                           extra_positives=0, video_audio_clip="both"),
+                                  (1, 2, 4), 6, 6, 4, num_items=6)
+    loss, stats = objective(model, batch)
+    # by hand: 6 main pairs then the 5 natural ones (sample 2 has no slot 1), one 11×11 InfoNCE in which a
+    # video's main and natural clips are negatives of each other; audio → video also scores each clip reversed
+    rows = torch.tensor([True, True, False, True, True, True])
+    ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
+    ea = model.embed_audio(batch.audio.flatten(0, 1)).view(6, 3, -1)
+    anchor_v, anchor_a = torch.cat([ev[:, 0], ev[rows, 1]]), torch.cat([ea[:, 0], ea[rows, 1]])
+    clips = torch.cat([batch.video[:, 0], batch.video[rows, 1]])
+    backwards = model.embed_video(clips.flip(2))[:, None]
+    a_to_v = contrastive_with_extras(anchor_a, anchor_v, 0.1, backwards)
+    v_to_a = contrastive_with_extras(anchor_v, anchor_a, 0.1)
+    assert loss.item() == pytest.approx(0.5 * (a_to_v + v_to_a).item(), rel=1e-5)
+    assert stats["xmodal_top1"] == pytest.approx(
+        float(((anchor_v @ anchor_a.t()).argmax(1) == torch.arange(11)).float().mean()))
+
+
 def test_avts_batch_negatives_add_the_margin_loss_of_every_cross_item_pairing():
     from avcli.losses import avts_margin_loss
 

@@ -2,7 +2,8 @@
 
 Waveform (mono, …×N, in the data worker): a volume gain from U(1−v, 1+v); optionally a speed change by
 resampling (`speed_perturb`), which changes tempo and pitch together, like playing a tape faster or slower; and
-the two temporal transforms of METHODS.md §4, `reverse_audio` and `speed_up_audio`.
+the temporal transforms of METHODS.md §4, `reverse_audio` and two speed-ups: `speed_up_audio` (resample: tempo and
+pitch) and `speed_up_tempo` (the spectrogram's frames subsampled: tempo only).
 
 Spectrogram (after `AudioFrontend`, B×1×T×F or 1×T×F: time then frequency, AVID's orientation): SpecAugment
 frequency and time masks. Mask positions are drawn per sample in the worker (`sample_spec_masks`, a small tensor
@@ -12,6 +13,7 @@ does both at once. All randomness comes from an explicit `torch.Generator`.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import torch
@@ -78,6 +80,26 @@ def speed_up_audio(wave: torch.Tensor, speed: float, out_len: int) -> torch.Tens
     speed·out_len is zero-padded at the end."""
     span = int(round(speed * out_len))
     return fit_length(change_speed(fit_length(wave, span, centre=False), speed), out_len, centre=False)
+
+
+TEMPO_HOP_S = 0.01  # the features' 10 ms hop (METHODS.md §0): output frame k comes from input frame speed·k
+
+
+def speed_up_tempo(wave: torch.Tensor, speed: float, out_len: int, sample_rate: int) -> torch.Tensor:
+    """The first speed·out_len samples of mono `wave` (N) played `speed` times faster with the pitch unchanged,
+    as exactly `out_len` samples: METHODS.md §4's "subsample spectrogram frames", done on the waveform (a phase
+    vocoder: STFT with a 10 ms hop, frames taken every `speed` frames with their phases advanced coherently,
+    inverse STFT) so that the feature frontend stays one batched op. Unlike resampling, only the tempo carries the
+    speed (events closer together, decays shorter): telling speeds apart means knowing how a sound normally
+    unfolds, not hearing its pitch. Input shorter than speed·out_len is zero-padded at the end."""
+    hop = max(1, int(round(TEMPO_HOP_S * sample_rate)))
+    n_fft = 1 << max(1, math.ceil(math.log2(3 * hop)))  # a window of about 30 ms (512 at 16 kHz)
+    span = int(round(speed * out_len))
+    window = torch.hann_window(n_fft, dtype=wave.dtype)
+    spec = torch.stft(fit_length(wave, span, centre=False), n_fft, hop, window=window, return_complex=True)
+    phase_advance = torch.linspace(0, math.pi * hop, n_fft // 2 + 1, dtype=wave.dtype)[:, None]
+    stretched = AF.phase_vocoder(spec, float(speed), phase_advance)
+    return torch.istft(stretched, n_fft, hop, window=window, length=out_len)
 
 
 # ----------------------------------------------------------------------------------------- spectrogram (SpecAugment)

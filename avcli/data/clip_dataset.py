@@ -24,7 +24,8 @@ from torch.utils.data import Dataset, default_collate
 from avcli.data.catalog import CatalogItem
 from avcli.data.sample_spec import SampleSpec, Window
 from avcli.data.samplers.base import centred_window
-from avcli.data.audio_transforms import augment_waveform, reverse_audio, spec_masks_from_recipe, speed_up_audio
+from avcli.data.audio_transforms import (augment_waveform, reverse_audio, spec_masks_from_recipe, speed_up_audio,
+                                         speed_up_tempo)
 from avcli.data.video_transforms import (
     augment_video, eval_video, sample_video_params, split_i420, stack_frames,
 )
@@ -98,8 +99,10 @@ class ClipDataset(Dataset):
         cache_size: int = 8,
         replacement: Callable[[SampleSpec, int], SampleSpec] | None = None,
         max_consecutive_failures: int = 10,
+        audio_speed: str = "resample",
     ):
         self.items = items
+        self.audio_speed = audio_speed  # "resample" or "tempo" (avcli.data.audio_transforms)
         self.clip = clip
         self.augment = augment
         self.train = train
@@ -208,7 +211,9 @@ class ClipDataset(Dataset):
         reader = self.readers.get(self.items[window.item])
         n_out = int(round(clip.audio_seconds * clip.sample_rate))
         wave = reader.read_audio(window.audio_start, clip.audio_seconds * window.speed, clip.sample_rate)
-        if window.speed != 1:  # `speed`× faster playback (and pitch): the longer window squeezed into the clip
+        if window.speed != 1 and self.audio_speed == "tempo":  # `speed`× the tempo, the pitch unchanged
+            wave = speed_up_tempo(wave, window.speed, n_out, clip.sample_rate)
+        elif window.speed != 1:  # `speed`× faster playback (and pitch): the longer window squeezed into the clip
             wave = speed_up_audio(wave, window.speed, n_out)
         if window.reverse:
             wave = reverse_audio(wave)

@@ -180,6 +180,10 @@ class TemporalSampling(Strict):
     ordering: bool = Field(True, description="a second, non-overlapping clip for intra-modal ordering")
     av_ordering: bool = Field(True, description="a video and an audio window at different times")
     min_gap_s: float = Field(0.0, ge=0, description="gap between the clips of an ordering pair")
+    audio_speed: Literal["resample", "tempo"] = Field(
+        "resample", description="how the sound is sped up: `resample` the waveform (tempo and pitch rise together) "
+        "or `tempo` (the spectrogram's frames subsampled: a phase vocoder, pitch unchanged)"
+    )
 
 
 Sampling = Annotated[
@@ -338,10 +342,11 @@ class Temporal(Strict):
     video_video: float = Field(1.0, ge=0, description="InfoNCE between two clips of one video")
     video_audio: float = Field(1.0, ge=0, description="InfoNCE between a clip and its audio")
     temperature: float = Field(0.1, gt=0, description="τ of the contrastive terms")
-    video_audio_clip: Literal["main", "natural"] = Field(
+    video_audio_clip: Literal["main", "natural", "both"] = Field(
         "main", description="the clip whose video and sound form the video–audio pair: `main` (at the sampled "
-        "speed and direction, both modalities transformed alike) or `natural` (the second clip: speed 1, forward; "
-        "the main clip of the same video then joins the extra negatives when it is transformed)"
+        "speed and direction, both modalities transformed alike), `natural` (the second clip: speed 1, forward; "
+        "the main clip of the same video then joins the extra negatives when it is transformed) or `both` (two "
+        "pairs per sample, each the other's same-video negative)"
     )
     extra_positives: int = Field(1, ge=0, description="nearest neighbours of the positive in the feature queue")
     extra_positives_start_epoch: int = Field(

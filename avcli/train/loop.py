@@ -111,6 +111,7 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
     dataset = ClipDataset(
         items, recipe.data.clip, recipe.data.augment, train=True, replacement=sampler.replacement,
         max_consecutive_failures=recipe.data.max_consecutive_failures,
+        audio_speed=getattr(recipe.data.sampler, "audio_speed", "resample"),
     )
     accum = cfg.grad_accum_steps
     steps_per_epoch = len(sampler) // accum

@@ -2,7 +2,8 @@
 
 The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py), as video and audio slots:
   0 main: one speed from `speeds`, maybe reversed → speed and direction classification (both modalities);
-    it is also the video–audio contrastive pair (its video and its own sound, transformed alike);
+    it is also the video–audio contrastive pair (its video and its own sound, transformed alike; with
+    `video_audio_clip: both` the second clip gives a second pair);
   1 second: speed 1, forward, not overlapping main → intra-modal order (main, second), and the anchor of the
     video–video contrastive pair;
   2 cross: a video clip and an audio window at different times → inter-modal order; its video clip is the
@@ -105,10 +106,9 @@ class TemporalObjective(Objective):
 
         if world_size() > 1:
             return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards)
-        rows, slot = self._video_audio_rows(batch)
-        if cfg.video_audio and int(rows.sum()) >= 2:  # a clip and its own sound
-            anchor_v, anchor_a = ev[rows, slot], ea[rows, slot]
-            extra, extra_mask = self._transformed_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
+        if cfg.video_audio and int(self._video_audio_count(batch)) >= 2:  # clips and their own sound
+            anchor_v, anchor_a, extra, extra_mask = self._video_audio_pairs(batch, ev, ea, speed_class, reverse,
+                                                                             backwards)
             a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v),
                                              extra_mask)
             v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
@@ -128,12 +128,32 @@ class TemporalObjective(Objective):
                 self.queue.push(anchor.detach())
         return terms, stats
 
-    def _video_audio_rows(self, batch) -> tuple[torch.Tensor, int]:
-        """(rows holding the video–audio pair, its slot): every row's main clip, or the natural clip where the
-        sampler could place it."""
-        if self.cfg.video_audio_clip == "main":
-            return torch.ones_like(batch.video_mask[:, MAIN]), MAIN
-        return batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND], SECOND
+    def _video_audio_slots(self, batch) -> list[tuple[torch.Tensor, int]]:
+        """(rows holding a video–audio pair, its slot) for each slot that gives pairs: every row's main clip,
+        the natural clip where the sampler could place it, or both."""
+        main = (torch.ones_like(batch.video_mask[:, MAIN]), MAIN)
+        natural = (batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND], SECOND)
+        return {"main": [main], "natural": [natural], "both": [main, natural]}[self.cfg.video_audio_clip]
+
+    def _video_audio_count(self, batch) -> torch.Tensor:
+        return sum(rows.sum() for rows, _ in self._video_audio_slots(batch))
+
+    def _video_audio_pairs(self, batch, ev, ea, speed_class, reverse, backwards):
+        """(video anchors, their sounds, extra negatives, their mask) of every video–audio pair in the batch.
+        With `both` the main and the natural clip of a video are each other's hard negatives, as clips of one title
+        are under the movies sampler, so the main clip is not repeated among the natural clip's extra negatives:
+        each anchor's only extra negative is its own video played backwards."""
+        slots = self._video_audio_slots(batch)
+        if len(slots) == 1:
+            rows, slot = slots[0]
+            extra, mask = self._transformed_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
+            return ev[rows, slot], ea[rows, slot], extra, mask
+        anchor_v = torch.cat([ev[rows, slot] for rows, slot in slots])
+        anchor_a = torch.cat([ea[rows, slot] for rows, slot in slots])
+        if not self.cfg.extra_negatives:
+            return anchor_v, anchor_a, None, None
+        clips = torch.cat([batch.video[rows, slot] for rows, slot in slots])
+        return anchor_v, anchor_a, backwards(clips)[:, None], None
 
     def _transformed_negatives(self, batch, ev, rows, slot, speed_class, reverse, backwards):
         """Extra negatives of an anchor clip (`rows`, `slot`) and their mask: the clip played backwards, and for a
@@ -153,14 +173,13 @@ class TemporalObjective(Objective):
         is decided alike on all ranks."""
         cfg, world = self.cfg, world_size()
         terms, stats = {}, {}
-        rows, slot = self._video_audio_rows(batch)
         same_size = cfg.video_audio_clip == "main"  # the main clip is in every row; the natural one may be missing
-        if cfg.video_audio and (same_size or _global_count(rows) >= 2):
-            anchor_v, anchor_a = ev[rows, slot], ea[rows, slot]
+        if cfg.video_audio and (same_size or _global_count(self._video_audio_count(batch)) >= 2):
+            anchor_v, anchor_a, extra, extra_mask = self._video_audio_pairs(batch, ev, ea, speed_class, reverse,
+                                                                             backwards)
             anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=same_size)
             anchor_a_all, _ = all_gather_with_grad(anchor_a, same_size=same_size)
             n = anchor_v_all.shape[0]
-            extra, extra_mask = self._transformed_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
             a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v),
                                       extra_mask)
             v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
