@@ -27,6 +27,9 @@ METHODS = {
     "temporal": ({"kind": "temporal", "extra_positives": 2, "queue_size": 16},
                  {"kind": "temporal", "speeds": [1, 2], "min_gap_s": 0.0}),
     "movies": ({"kind": "movies", "temperature": 0.1}, {"kind": "hierarchical", "clips_per_title": 2}),
+    # both video–audio pairs per sample, the sound sped up by its tempo (phase vocoder)
+    "temporal_both_tempo": ({"kind": "temporal", "extra_positives": 2, "queue_size": 16, "video_audio_clip": "both"},
+                            {"kind": "temporal", "speeds": [1, 2], "min_gap_s": 0.0, "audio_speed": "tempo"}),
 }
 HEALTH = {
     "xid_bank": {"partition_z", "xmodal_top1"},
@@ -34,6 +37,7 @@ HEALTH = {
     "avts": {"sync_accuracy", "heldout_sync_accuracy", "heldout_sync_accuracy_hard", "heldout_sync_accuracy_easy"},
     "temporal": {"speed_accuracy", "direction_accuracy", "order_accuracy", "av_order_accuracy", "loss_video_video"},
     "movies": {"same_title_errors", "xmodal_top1"},
+    "temporal_both_tempo": {"speed_accuracy", "direction_accuracy", "loss_video_audio", "xmodal_top1"},
 }
 STATE = {
     "xid_bank": {"banks.bank_video", "z.z"},
@@ -41,6 +45,7 @@ STATE = {
     "avts": {"classifier.net.0.weight"},
     "temporal": {"queue.features", "video_heads.speed.weight", "av_order.0.weight"},
     "movies": set(),
+    "temporal_both_tempo": {"queue.features"},
 }
 
 
@@ -48,7 +53,7 @@ def _recipe(world, run_dir, name, steps=6, **training):
     method, sampler = METHODS[name]
     tree = tiny_recipe_dict(world, run_dir, steps=steps, **training)
     tree["method"], tree["data"]["sampler"] = method, sampler
-    if name == "temporal":
+    if name.startswith("temporal"):
         tree["data"]["clip"]["audio_seconds"] = 0.5  # two disjoint clips fit the 3–4 s videos at speed 2
     return recipe_from_dict(tree)
 

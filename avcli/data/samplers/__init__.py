@@ -20,9 +20,13 @@ _BY_KIND = {
 }
 
 
+# options of `data.sampler` that say how the clip dataset decodes the windows, not where they are
+DECODING_OPTIONS = {"audio_speed"}
+
+
 def build_sampler(data_cfg, items, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> SpecBatchSampler:
     """The batch sampler a recipe's `data.sampler` names (its options are the sampler's keyword arguments)."""
-    options = data_cfg.sampler.model_dump(exclude={"kind"})
+    options = data_cfg.sampler.model_dump(exclude={"kind"} | DECODING_OPTIONS)
     cls = _BY_KIND[data_cfg.sampler.kind]
     return cls(items, data_cfg.clip, batch_size, seed, rank, world_size, clips_per_item=data_cfg.clips_per_item, **options)
 
