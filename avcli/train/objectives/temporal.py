@@ -148,12 +148,14 @@ class TemporalObjective(Objective):
             rows, slot = slots[0]
             extra, mask = self._transformed_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
             return ev[rows, slot], ea[rows, slot], extra, mask
-        anchor_v = torch.cat([ev[rows, slot] for rows, slot in slots])
-        anchor_a = torch.cat([ea[rows, slot] for rows, slot in slots])
+        # row by row (a row's main pair, then its natural one): ranks holding consecutive rows then gather the
+        # pairs in the order one process has them, which keeps the queue of past anchors the same
+        present = torch.stack([rows for rows, _ in slots], dim=1)  # B×2
+        index = torch.tensor([slot for _, slot in slots], device=present.device)
+        anchor_v, anchor_a = ev[:, index][present], ea[:, index][present]
         if not self.cfg.extra_negatives:
             return anchor_v, anchor_a, None, None
-        clips = torch.cat([batch.video[rows, slot] for rows, slot in slots])
-        return anchor_v, anchor_a, backwards(clips)[:, None], None
+        return anchor_v, anchor_a, backwards(batch.video[:, index][present])[:, None], None
 
     def _transformed_negatives(self, batch, ev, rows, slot, speed_class, reverse, backwards):
         """Extra negatives of an anchor clip (`rows`, `slot`) and their mask: the clip played backwards, and for a
