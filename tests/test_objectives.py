@@ -311,18 +311,23 @@ def test_temporal_extra_positives_wait_for_their_start_epoch_while_the_queue_fil
     assert int(objective.state_dict()["epoch"]) == 2  # checkpointed: a resumed run keeps its epoch
 
 
-def test_temporal_natural_video_audio_pair_uses_the_second_clip_and_the_transformed_main_as_negative():
-    batch = _temporal_batch()
-    model = ClipModel()
+def _video_audio_only(video_audio_clip: str):
+    """The temporal objective with only its video–audio term, applied to `_temporal_batch`: (batch, model, its
+    (loss, stats), and every window's video and audio embedding, B×3×D each)."""
+    batch, model = _temporal_batch(), ClipModel()
     objective = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, video_video=0,
-                                           extra_positives=0, video_audio_clip="natural"),
+                                           extra_positives=0, video_audio_clip=video_audio_clip),
                                   (1, 2, 4), 6, 6, 4, num_items=6)
-    loss, stats = objective(model, batch)
+    ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
+    ea = model.embed_audio(batch.audio.flatten(0, 1)).view(6, 3, -1)
+    return batch, model, objective(model, batch), ev, ea
+
+
+def test_temporal_natural_video_audio_pair_uses_the_second_clip_and_the_transformed_main_as_negative():
+    batch, model, (loss, stats), ev, ea = _video_audio_only("natural")
     # by hand: the pair is slot 1 (speed 1, forward) where the sampler placed it (not sample 2); the audio →
     # video direction also scores slot 1 reversed and, where slot 0 is transformed, slot 0's video
     rows = torch.tensor([True, True, False, True, True, True])
-    ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
-    ea = model.embed_audio(batch.audio.flatten(0, 1)).view(6, 3, -1)
     extra, mask = _natural_anchor_negatives(model, batch, ev, rows)
     a_to_v = contrastive_with_extras(ea[rows, 1], ev[rows, 1], 0.1, extra, None, mask)
     v_to_a = contrastive_with_extras(ev[rows, 1], ea[rows, 1], 0.1)
@@ -331,17 +336,10 @@ def test_temporal_natural_video_audio_pair_uses_the_second_clip_and_the_transfor
 
 
 def test_temporal_both_video_audio_pairs_make_the_two_clips_of_a_video_each_others_negatives():
-    batch = _temporal_batch()
-    model = ClipModel()
-    objective = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, video_video=0,
-                                           extra_positives=0, video_audio_clip="both"),
-                                  (1, 2, 4), 6, 6, 4, num_items=6)
-    loss, stats = objective(model, batch)
+    batch, model, (loss, stats), ev, ea = _video_audio_only("both")
     # by hand: 6 main pairs then the 5 natural ones (sample 2 has no slot 1), one 11×11 InfoNCE in which a
     # video's main and natural clips are negatives of each other; audio → video also scores each clip reversed
     rows = torch.tensor([True, True, False, True, True, True])
-    ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
-    ea = model.embed_audio(batch.audio.flatten(0, 1)).view(6, 3, -1)
     anchor_v, anchor_a = torch.cat([ev[:, 0], ev[rows, 1]]), torch.cat([ea[:, 0], ea[rows, 1]])
     clips = torch.cat([batch.video[:, 0], batch.video[rows, 1]])
     backwards = model.embed_video(clips.flip(2))[:, None]

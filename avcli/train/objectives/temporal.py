@@ -216,5 +216,5 @@ def present_windows(module: nn.Module, windows: torch.Tensor, mask: torch.Tensor
 
 
 def _global_count(mask: torch.Tensor) -> int:
-    """True entries of `mask` over every rank."""
+    """True entries of `mask` (or a local count) summed over every rank."""
     return int(all_reduce_sum(mask.sum().reshape(1).long()).item())
