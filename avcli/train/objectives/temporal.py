@@ -106,7 +106,7 @@ class TemporalObjective(Objective):
 
         if world_size() > 1:
             return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards)
-        if cfg.video_audio and int(self._video_audio_count(batch)) >= 2:  # clips and their own sound
+        if cfg.video_audio and int(self._video_audio_present(batch)[0].sum()) >= 2:  # clips and their own sound
             anchor_v, anchor_a, extra, extra_mask = self._video_audio_pairs(batch, ev, ea, speed_class, reverse,
                                                                              backwards)
             a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v),
@@ -128,34 +128,30 @@ class TemporalObjective(Objective):
                 self.queue.push(anchor.detach())
         return terms, stats
 
-    def _video_audio_slots(self, batch) -> list[tuple[torch.Tensor, int]]:
-        """(rows holding a video–audio pair, its slot) for each slot that gives pairs: every row's main clip,
-        the natural clip where the sampler could place it, or both."""
-        main = (torch.ones_like(batch.video_mask[:, MAIN]), MAIN)
-        natural = (batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND], SECOND)
-        return {"main": [main], "natural": [natural], "both": [main, natural]}[self.cfg.video_audio_clip]
-
-    def _video_audio_count(self, batch) -> torch.Tensor:
-        return sum(rows.sum() for rows, _ in self._video_audio_slots(batch))
+    def _video_audio_present(self, batch) -> tuple[torch.Tensor, list[int]]:
+        """(B×S mask of the rows holding a video–audio pair in each slot, the S slots): every row's main clip, the
+        natural clip where the sampler could place it, or both."""
+        slots = {"main": [MAIN], "natural": [SECOND], "both": [MAIN, SECOND]}[self.cfg.video_audio_clip]
+        rows = {MAIN: torch.ones_like(batch.video_mask[:, MAIN]),
+                SECOND: batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND]}
+        return torch.stack([rows[slot] for slot in slots], dim=1), slots
 
     def _video_audio_pairs(self, batch, ev, ea, speed_class, reverse, backwards):
-        """(video anchors, their sounds, extra negatives, their mask) of every video–audio pair in the batch.
-        With `both` the main and the natural clip of a video are each other's hard negatives, as clips of one title
-        are under the movies sampler, so the main clip is not repeated among the natural clip's extra negatives:
-        each anchor's only extra negative is its own video played backwards."""
-        slots = self._video_audio_slots(batch)
+        """(video anchors, their sounds, extra negatives, their mask) of every video–audio pair in the batch, row by
+        row (a row's main pair, then its natural one): ranks holding consecutive rows then gather the pairs in the
+        order one process has them, which keeps the queue of past anchors the same. With `both` the main and the
+        natural clip of a video are each other's hard negatives, as clips of one title are under the movies
+        sampler, so the main clip is not repeated among the natural clip's extra negatives: each anchor's only
+        extra negative is its own video played backwards."""
+        present, slots = self._video_audio_present(batch)
+        anchor_v, anchor_a = ev[:, slots][present], ea[:, slots][present]
         if len(slots) == 1:
-            rows, slot = slots[0]
-            extra, mask = self._transformed_negatives(batch, ev, rows, slot, speed_class, reverse, backwards)
-            return ev[rows, slot], ea[rows, slot], extra, mask
-        # row by row (a row's main pair, then its natural one): ranks holding consecutive rows then gather the
-        # pairs in the order one process has them, which keeps the queue of past anchors the same
-        present = torch.stack([rows for rows, _ in slots], dim=1)  # B×2
-        index = torch.tensor([slot for _, slot in slots], device=present.device)
-        anchor_v, anchor_a = ev[:, index][present], ea[:, index][present]
+            extra, mask = self._transformed_negatives(batch, ev, present[:, 0], slots[0], speed_class, reverse,
+                                                      backwards)
+            return anchor_v, anchor_a, extra, mask
         if not self.cfg.extra_negatives:
             return anchor_v, anchor_a, None, None
-        return anchor_v, anchor_a, backwards(batch.video[:, index][present])[:, None], None
+        return anchor_v, anchor_a, backwards(batch.video[:, slots][present])[:, None], None
 
     def _transformed_negatives(self, batch, ev, rows, slot, speed_class, reverse, backwards):
         """Extra negatives of an anchor clip (`rows`, `slot`) and their mask: the clip played backwards, and for a
@@ -176,7 +172,7 @@ class TemporalObjective(Objective):
         cfg, world = self.cfg, world_size()
         terms, stats = {}, {}
         same_size = cfg.video_audio_clip == "main"  # the main clip is in every row; the natural one may be missing
-        if cfg.video_audio and (same_size or _global_count(self._video_audio_count(batch)) >= 2):
+        if cfg.video_audio and (same_size or _global_count(self._video_audio_present(batch)[0]) >= 2):
             anchor_v, anchor_a, extra, extra_mask = self._video_audio_pairs(batch, ev, ea, speed_class, reverse,
                                                                              backwards)
             anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=same_size)
@@ -216,5 +212,5 @@ def present_windows(module: nn.Module, windows: torch.Tensor, mask: torch.Tensor
 
 
 def _global_count(mask: torch.Tensor) -> int:
-    """True entries of `mask` (or a local count) summed over every rank."""
+    """True entries of `mask` over every rank."""
     return int(all_reduce_sum(mask.sum().reshape(1).long()).item())
