@@ -58,10 +58,12 @@ CONFIGS = {
     "robust_weights": ("robust_xid-tiny.yaml", "faulty30", ["method.soft_targets=null"], "Robust-xID, weights only"),
     "robust_soft": ("robust_xid-tiny.yaml", "faulty30", ["method.weights=null"], "Robust-xID, soft targets only"),
     "robust_both": ("robust_xid-tiny.yaml", "faulty30", [], "Robust-xID, weights + soft targets"),
+    "robust_oracle": ("robust_xid-tiny.yaml", "faulty30", ["method.weights.source=known_faulty"],
+                      "Robust-xID, known faulty pairs weighted w_min (oracle) + soft targets"),
 }
 HEALTH_KEYS = ("heldout_sync_accuracy", "heldout_sync_accuracy_calibrated", "heldout_sync_accuracy_hard",
                "heldout_sync_accuracy_easy",
-               "bank_weight_faulty", "bank_weight_clean", "speed_accuracy", "direction_accuracy", "order_accuracy",
+               "bank_weight_faulty", "bank_weight_clean", "bank_agreement_dprime", "speed_accuracy", "direction_accuracy", "order_accuracy",
                "av_order_accuracy", "xmodal_top1", "heldout_mean_cosine_audio", "heldout_distance_positive",
                "heldout_distance_easy")
 

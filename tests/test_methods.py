@@ -22,6 +22,11 @@ METHODS = {
         {"kind": "robust_xid", "temperature": 0.1, "weights": {"start_epoch": 1}, "soft_targets": {"start_epoch": 1}},
         {"kind": "uniform"},
     ),
+    # the oracle: the world's known faulty pairs weighted w_min, the others 1
+    "robust_xid_known_faulty": (
+        {"kind": "robust_xid", "weights": {"start_epoch": 1, "source": "known_faulty"}, "soft_targets": None},
+        {"kind": "uniform"},
+    ),
     "avts": ({"kind": "avts", "loss": "fused", "held_out_pairs": 12, "held_out_every": 3},
              {"kind": "sync_pairs", "switch_epoch": 1, "min_gap_s": 0.2}),
     "temporal": ({"kind": "temporal", "extra_positives": 2, "queue_size": 16},
@@ -34,6 +39,7 @@ METHODS = {
 HEALTH = {
     "xid_bank": {"partition_z", "xmodal_top1"},
     "robust_xid": {"weight_mean", "weight_faulty", "weight_clean", "target_self"},
+    "robust_xid_known_faulty": {"weight_mean", "weight_faulty", "weight_clean", "bank_agreement_dprime"},
     "avts": {"sync_accuracy", "heldout_sync_accuracy", "heldout_sync_accuracy_hard", "heldout_sync_accuracy_easy"},
     "temporal": {"speed_accuracy", "direction_accuracy", "order_accuracy", "av_order_accuracy", "loss_video_video"},
     "movies": {"same_title_errors", "xmodal_top1"},
@@ -42,6 +48,7 @@ HEALTH = {
 STATE = {
     "xid_bank": {"banks.bank_video", "z.z"},
     "robust_xid": {"banks.bank_audio", "visited", "mu", "sigma"},
+    "robust_xid_known_faulty": {"banks.bank_audio", "visited", "mu", "sigma"},
     "avts": {"classifier.net.0.weight"},
     "temporal": {"queue.features", "video_heads.speed.weight", "av_order.0.weight"},
     "movies": set(),
@@ -73,6 +80,8 @@ def test_robust_xid_reports_bank_weights_of_faulty_and_clean_pairs_at_the_end(sm
     pretrain(_recipe(small_world, tmp_path / "run", "robust_xid"))
     last = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
     assert 0.25 <= last["bank_weight_faulty"] <= 1.0 and 0.25 <= last["bank_weight_clean"] <= 1.0
+    assert -1.0 <= last["bank_agreement_faulty"] <= 1.0 and -1.0 <= last["bank_agreement_clean"] <= 1.0
+    assert "bank_agreement_dprime" in last
 
 
 class _StopAfter:

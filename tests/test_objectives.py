@@ -96,7 +96,54 @@ def test_robust_xid_weights_follow_bank_agreement_after_start_epoch():
     assert stats1["weight_faulty"] == pytest.approx(float(w[mask].mean()), abs=1e-5)
     assert stats1["weight_clean"] == pytest.approx(float(w[~mask].mean()), abs=1e-5)
     final = objective.end_of_training_stats()
-    assert set(final) == {"bank_weight_faulty", "bank_weight_clean"}
+    assert set(final) == {"bank_weight_faulty", "bank_weight_clean", "bank_agreement_faulty", "bank_agreement_clean",
+                          "bank_agreement_dprime"}
+
+
+def test_robust_xid_known_faulty_trains_with_oracle_weights_and_reports_the_rule():
+    cfg = RobustXID(temperature=0.1, soft_targets=None,
+                    weights=FaultyPositiveWeights(start_epoch=1, w_min=0.25, source="known_faulty"))
+    faulty = [False, True, False, True, False, False]
+    objective = RobustXIDObjective(cfg, num_items=6, dim=4, faulty=faulty)
+    model, batch = TableModel(), make_batch()
+    objective.on_epoch_start(0)
+    objective(model, batch)
+    objective.on_epoch_start(1)
+    s = (objective.banks.bank("video") * objective.banks.bank("audio")).sum(1)  # the agreement this step sees
+    rule = faulty_positive_weights(s, s.mean(), s.std(unbiased=False), 0.0, 0.5, 0.25)
+    loss, stats = objective(model, batch)
+    v, a = model.embed_video(batch.video[:, 0]), model.embed_audio(batch.audio[:, 0])
+    w = torch.tensor([1.0, 0.25, 1.0, 0.25, 1.0, 1.0])
+    logits = v @ a.t() / 0.1
+    rows = F.cross_entropy(logits, torch.arange(6), reduction="none")
+    cols = F.cross_entropy(logits.t(), torch.arange(6), reduction="none")
+    expected = (w * 0.5 * (rows + cols)).sum() / w.sum()  # Σ w_i·L_i / Σ w_i, L_i the mean of both directions
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    assert stats["weight_mean"] == pytest.approx(float(w.mean()))
+    mask = torch.tensor(faulty)  # the per-kind figures are the rule's weights, not the oracle's 0.25 and 1
+    assert stats["weight_faulty"] == pytest.approx(float(rule[mask].mean()), abs=1e-5)
+    assert stats["weight_clean"] == pytest.approx(float(rule[~mask].mean()), abs=1e-5)
+
+
+def test_robust_xid_end_of_training_reports_agreement_separation_by_hand():
+    cfg = RobustXID(weights=FaultyPositiveWeights(start_epoch=0), soft_targets=None)
+    objective = RobustXIDObjective(cfg, num_items=4, dim=2, faulty=[False, False, True, True])
+    objective.banks.bank("video").copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]))
+    objective.banks.bank("audio").copy_(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]))
+    objective.visited.fill_(True)
+    objective.on_epoch_start(1)  # μ, σ of the agreements 1.0, 0.8, 0.6, 0.0
+    stats = objective.end_of_training_stats()
+    sigma = math.sqrt(((1.0 - 0.6) ** 2 + (0.8 - 0.6) ** 2 + 0 + 0.6**2) / 4)
+    assert stats["bank_agreement_clean"] == pytest.approx(0.9)
+    assert stats["bank_agreement_faulty"] == pytest.approx(0.3)
+    assert stats["bank_agreement_dprime"] == pytest.approx(0.6 / sigma)
+    assert stats["bank_weight_faulty"] < stats["bank_weight_clean"]
+
+
+def test_robust_xid_known_faulty_needs_a_catalog_that_knows():
+    cfg = RobustXID(weights=FaultyPositiveWeights(source="known_faulty"))
+    with pytest.raises(ValueError, match="weights.source=known_faulty"):
+        RobustXIDObjective(cfg, num_items=6, dim=4, faulty=[False] * 6)
 
 
 def test_robust_xid_soft_targets_leave_1_minus_lambda_plus_share_on_the_pair():

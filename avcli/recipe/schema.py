@@ -266,6 +266,12 @@ class FaultyPositiveWeights(Strict):
     start_epoch: int = Field(
         1, ge=0, description="epochs of plain xID before weighting (the bank holds only random rows before epoch 1)"
     )
+    source: Literal["agreement", "known_faulty"] = Field(
+        "agreement",
+        description="where the weights come from: the rule above on the bank agreement (the method), or "
+        "`known_faulty`: w_min for the pairs the catalog marks faulty and 1 for the others (an oracle, for worlds "
+        "that know their faulty pairs: the best the weighting could do)",
+    )
 
 
 class SoftTargets(Strict):

@@ -5,7 +5,10 @@ computes on bank features: the agreement s_i = v̄_i·ā_i of each pair, its mea
 recomputed at every epoch start from the rows visited so far, or an EMA of batch statistics), and the v̄, ā the
 soft-target estimators compare against. Weights and targets start after `start_epoch` (before it the bank holds
 random rows, whose agreement says nothing). Where the catalog knows which pairs are faulty (the synthetic world
-does), the mean weight of faulty and of clean pairs is reported: the health figure of the method.
+does), the mean weight of faulty and of clean pairs is reported: the health figure of the method. Such a catalog
+also allows `weights.source: known_faulty`, an oracle that trains with w_min for the faulty pairs and 1 for the
+others; the reported weights are still the rule's, so they say what the paper's rule would make of the
+agreement that perfect weighting leaves (the upper bound of the method's separation).
 
 Across several processes every rank gathers the batch of all ranks (embeddings with gradient, item indices),
 computes weights, statistics and soft targets on that global batch exactly as one process would, takes its own
@@ -35,6 +38,9 @@ class RobustXIDObjective(Objective):
         self.register_buffer("sigma", torch.ones((), dtype=torch.float64))
         self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
         known = faulty is not None and any(faulty)
+        if cfg.weights is not None and cfg.weights.source == "known_faulty" and not known:
+            raise ValueError("weights.source=known_faulty needs a catalog that marks its faulty pairs (the synthetic "
+                             "world with faulty_fraction > 0); use source=agreement")
         self.register_buffer("faulty", torch.tensor(faulty if known else [], dtype=torch.bool), persistent=False)
 
     # ------------------------------------------------------------------ agreement statistics
@@ -90,8 +96,10 @@ class RobustXIDObjective(Objective):
                 self._ema_update(s)
             if epoch >= w_cfg.start_epoch and bool(self.stats_ready):
                 weights = self.weights_for(s)
+                stats.update(self._faulty_split(weights, index_all, "weight"))  # the rule's, whatever trains
+                if w_cfg.source == "known_faulty":
+                    weights = torch.where(self.faulty[index_all], w_cfg.w_min, 1.0).to(s.dtype)
                 stats["weight_mean"] = float(weights.mean())
-                stats.update(self._faulty_split(weights, index_all, "weight"))
 
         targets = None
         t_cfg = self.cfg.soft_targets
@@ -136,9 +144,18 @@ class RobustXIDObjective(Objective):
 
     @torch.no_grad()
     def end_of_training_stats(self) -> dict:
-        """Weights of every visited catalog pair from the final bank, split by the known faulty flag."""
+        """Weights of every visited catalog pair from the final bank, split by the known faulty flag, and the
+        separation of the two kinds' agreement, d′ = (mean clean − mean faulty) / σ (σ over every visited pair,
+        the σ of the weights): for the rule's defaults a ratio of 1:2 needs d′ ≈ 2."""
         if self.cfg.weights is None or not bool(self.stats_ready) or not bool(self.visited.any()):
             return {}
         index = torch.nonzero(self.visited).squeeze(1)
-        weights = self.weights_for(self.agreement(index).double())
-        return {f"bank_{k}": v for k, v in self._faulty_split(weights, index, "weight").items()}
+        s = self.agreement(index).double()
+        stats = {f"bank_{k}": v for k, v in self._faulty_split(self.weights_for(s), index, "weight").items()}
+        agreement = self._faulty_split(s, index, "agreement")
+        if len(agreement) == 2 and s.numel() > 1:
+            stats.update({f"bank_{k}": v for k, v in agreement.items()})
+            sigma = float(s.std(unbiased=False))
+            if sigma > 0:
+                stats["bank_agreement_dprime"] = (agreement["agreement_clean"] - agreement["agreement_faulty"]) / sigma
+        return stats
