@@ -145,8 +145,8 @@ class RobustXIDObjective(Objective):
     @torch.no_grad()
     def end_of_training_stats(self) -> dict:
         """Weights of every visited catalog pair from the final bank, split by the known faulty flag, and the
-        separation of the two kinds' agreement, d′ = (mean clean − mean faulty) / σ (σ over every visited pair,
-        the σ of the weights): for the rule's defaults a ratio of 1:2 needs d′ ≈ 2."""
+        separation of the two kinds' agreement, d′ = (mean clean − mean faulty) / σ (σ over every visited pair):
+        for the rule's defaults a ratio of 1:2 needs d′ ≈ 2."""
         if self.cfg.weights is None or not bool(self.stats_ready) or not bool(self.visited.any()):
             return {}
         index = torch.nonzero(self.visited).squeeze(1)
