@@ -63,7 +63,8 @@ CONFIGS = {
 }
 HEALTH_KEYS = ("heldout_sync_accuracy", "heldout_sync_accuracy_calibrated", "heldout_sync_accuracy_hard",
                "heldout_sync_accuracy_easy", "bank_weight_faulty", "bank_weight_clean", "bank_agreement_dprime",
-               "speed_accuracy", "direction_accuracy", "order_accuracy", "av_order_accuracy", "xmodal_top1", "heldout_mean_cosine_audio", "heldout_distance_positive",
+               "speed_accuracy", "direction_accuracy", "order_accuracy", "av_order_accuracy", "xmodal_top1",
+               "heldout_mean_cosine_audio", "heldout_distance_positive",
                "heldout_distance_easy")
 
 
