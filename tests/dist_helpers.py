@@ -195,3 +195,67 @@ def failing_rank_worker(rank: int, world: int, port: int, recipe_path: str, queu
         queue.put((rank, None, "finished"))
     except Exception as exc:
         queue.put((rank, type(exc).__name__, str(exc)))
+
+
+# ---------------------------------------------------------------------------------------------- collectives that must pair up
+
+
+def _bn_case(rows: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(rows, 3, 5, generator=g, dtype=torch.float64) * 2 + 1).to(dtype)
+
+
+def global_batchnorm_worker(rank: int, world: int, port: int, out: str) -> None:
+    """GlobalBatchNorm with ranks holding different row counts — one rank none at all, in bf16 as under autocast
+    — against one plain BatchNorm over the concatenated rows; and a temporal step under bf16 autocast in which
+    rank 1 holds no video–video anchor (its reversed-clip negatives run the towers on zero rows)."""
+    ctx = join_group(rank, world, port)
+    from avcli.train import distributed
+    from avcli.train.sync_batchnorm import convert_batchnorm
+
+    results = {}
+    try:
+        for name, counts, dtype in (("uneven_fp64", (3, 5), torch.float64), ("empty_bf16", (4, 0), torch.bfloat16)):
+            torch.manual_seed(0)
+            bn = convert_batchnorm(torch.nn.BatchNorm1d(3).to(torch.float64 if dtype == torch.float64 else
+                                                                torch.float32))
+            with torch.no_grad():
+                bn.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
+                bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+            x = _bn_case(counts[rank], dtype, seed=rank).requires_grad_(True)
+            y = bn(x)
+            upstream = _bn_case(counts[rank], torch.float64, seed=10 + rank).to(y.dtype)
+            (y.double() * upstream.double()).sum().backward()
+            results[name] = {"y": y.detach(), "grad_x": x.grad, "grad_w": bn.weight.grad.clone(),
+                             "grad_b": bn.bias.grad.clone(), "running_mean": bn.running_mean.clone(),
+                             "running_var": bn.running_var.clone(), "y_dtype": y.dtype}
+        results["temporal_empty_rank"] = temporal_step_with_an_empty_rank(ctx)
+        gathered = distributed.gather_objects(results)
+        if rank == 0:
+            torch.save(gathered, out)
+    finally:
+        distributed.teardown(ctx)
+
+
+def temporal_step_with_an_empty_rank(ctx) -> float:
+    """One temporal step under bf16 autocast where rank 1's rows have no second window: the video–video term
+    still counts ≥ 2 pairs globally, so rank 1 encodes zero reversed clips. Returns the agreed loss."""
+    from avcli.models import build_model
+    from avcli.train.objectives import build_objective
+    from avcli.train.step import TrainStep, agree, for_ranks
+    from avcli.train.sync_batchnorm import convert_batchnorm
+
+    recipe = _recipe(METHODS["temporal"])
+    items = [SimpleNamespace(item_id=f"i{k}", title_id=f"t{k // 2}", extra={}) for k in range(BATCH)]
+    torch.manual_seed(0)
+    model = build_model(recipe.model)
+    objective = build_objective(recipe, model, items)
+    model, objective = convert_batchnorm(model), convert_batchnorm(objective)
+    runner = for_ranks(TrainStep(model, objective), ctx)
+    batch = _global_batch("temporal", 0)
+    batch.video_mask[BATCH // 2:, 1] = False  # rank 1's half: no second window anywhere
+    rows = slice(ctx.rank * BATCH // ctx.world_size, (ctx.rank + 1) * BATCH // ctx.world_size)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = runner(batch.rows(rows))
+    loss.backward()
+    return agree(float(loss.detach()), True, False, ctx)[0]

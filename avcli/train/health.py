@@ -5,9 +5,16 @@
   (`training.knn`): leave-one-out, cosine similarity, the k nearest vote with weight exp(s/0.07).
 
 Both decode their samples once, before the data-loader workers start, and only run forward passes afterwards.
+The decoded samples stay in host memory as the collate made them (uint8 frames, waveforms) and go to the
+device a chunk at a time: on a GPU the held-out pairs of a full-size AVTS recipe would otherwise hold gigabytes
+of float32 clips on rank 0's device for the whole run. Every measurement runs with the model and the objective
+in eval mode: running statistics are used, none is updated, and no batch-norm collective runs (rank 0 measures
+alone, the other ranks must not be waited for).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 
@@ -16,6 +23,41 @@ from avcli.errors import UsageError
 from avcli.train.objectives import TrainBatch
 
 KNN_TEMPERATURE = 0.07
+CHUNK = 64  # samples per forward pass of a measurement
+
+
+def collated_rows(collated, rows: slice):
+    """The samples `rows` of a collated batch (tensors and lists sliced along the batch, dicts recursively)."""
+    if isinstance(collated, dict):
+        return {k: v if k == "video_windows" else collated_rows(v, rows) for k, v in collated.items()}
+    return collated[rows]
+
+
+class FixedSamples:
+    """Decoded samples held on the CPU as collated; `chunks()` hands them to the device `CHUNK` at a time."""
+
+    def __init__(self, samples: list[dict], make_batch):
+        self.collated = collate_samples(samples)
+        self.size = len(samples)
+        self.make_batch = make_batch
+
+    def chunks(self, size: int = CHUNK):
+        for start in range(0, self.size, size):
+            with torch.no_grad():
+                yield self.make_batch(collated_rows(self.collated, slice(start, start + size)))
+
+
+@contextmanager
+def evaluation_mode(*modules):
+    """Eval mode for every module given, restored on exit."""
+    was = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, was):
+            m.train(mode)
 
 
 def decode_fixed(dataset: ClipDataset, specs) -> list[dict]:
@@ -31,7 +73,7 @@ def decode_fixed(dataset: ClipDataset, specs) -> list[dict]:
     return samples
 
 
-def held_out_batch(objective, sampler, dataset: ClipDataset, make_batch, method_cfg) -> TrainBatch | None:
+def held_out_batch(objective, sampler, dataset: ClipDataset, make_batch, method_cfg) -> FixedSamples | None:
     """The fixed held-out pairs an objective measures itself on; None when the method has none."""
     count = getattr(method_cfg, "held_out_pairs", 0)
     if not count or not hasattr(objective, "held_out_stats"):
@@ -39,17 +81,13 @@ def held_out_batch(objective, sampler, dataset: ClipDataset, make_batch, method_
     samples = decode_fixed(dataset, sampler.held_out_specs(count))
     if not samples:
         return None
-    with torch.no_grad():
-        return make_batch(collate_samples(samples))
+    return FixedSamples(samples, make_batch)
 
 
 @torch.no_grad()
-def evaluate_held_out(objective, model, held_out: TrainBatch) -> dict:
-    model.eval()
-    try:
-        return objective.held_out_stats(model, held_out)
-    finally:
-        model.train()
+def evaluate_held_out(objective, model, held_out: FixedSamples) -> dict:
+    with evaluation_mode(model, objective):
+        return objective.held_out_stats(model, held_out.chunks())
 
 
 def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int) -> float:
@@ -78,21 +116,15 @@ class KNNMonitor:
         names = sorted({dataset.items[i].label for i in picks})
         self.labels = torch.tensor([names.index(dataset.items[int(s["items"][0])].label) for s in samples])
         self.cfg = cfg
-        with torch.no_grad():
-            self.batch = make_batch(collate_samples(samples))
-        self.labels = self.labels.to(self.batch.video.device)
+        self.samples = FixedSamples(samples, make_batch)
 
     @torch.no_grad()
     def __call__(self, model) -> dict:
-        model.eval()
-        try:
-            video, audio = [], []
-            for start in range(0, self.batch.size, 64):
-                part = self.batch.rows(slice(start, start + 64))
-                video.append(model.video(part.video[:, 0]))
-                audio.append(model.audio(part.audio[:, 0]))
-        finally:
-            model.train()
-        k = self.cfg.k
-        return {"knn_video": knn_accuracy(torch.cat(video), self.labels, k),
-                "knn_audio": knn_accuracy(torch.cat(audio), self.labels, k)}
+        video, audio = [], []
+        with evaluation_mode(model):
+            for part in self.samples.chunks():
+                video.append(model.video(part.video[:, 0]).float())
+                audio.append(model.audio(part.audio[:, 0]).float())
+        k, labels = self.cfg.k, self.labels.to(video[0].device)
+        return {"knn_video": knn_accuracy(torch.cat(video), labels, k),
+                "knn_audio": knn_accuracy(torch.cat(audio), labels, k)}

@@ -124,28 +124,32 @@ class AVTSObjective(Objective):
         return mean * vi.numel() * world_size() / total
 
     @torch.no_grad()
-    def held_out_stats(self, model, batch: TrainBatch, chunk: int = 64) -> dict:
-        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), `chunk` at a time: by
-        the model's own rule (d < η/2, or logit > 0), and with a threshold calibrated on the pairs by 2-fold cross-
-        validation (`sync_accuracy_calibrated`; `sync_threshold` is the threshold all pairs support); and the
-        embedding geometry behind it (see `embedding_stats`)."""
-        predicted, scores, videos, audios = [], [], [], []
-        for start in range(0, batch.size, chunk):
-            part = batch.rows(slice(start, start + chunk))
+    def held_out_stats(self, model, batches, chunk: int = 64) -> dict:
+        """Sync accuracy on the fixed held-out pairs (positives, easy and hard negatives), given as one TrainBatch
+        (scored `chunk` at a time) or as an iterable of chunks: by the model's own rule (d < η/2, or logit > 0), and
+        with a threshold calibrated on the pairs by 2-fold cross-validation (`sync_accuracy_calibrated`;
+        `sync_threshold` is the threshold all pairs support); and the embedding geometry behind it (see
+        `embedding_stats`). The caller puts the model and this objective in eval mode (no statistics change)."""
+        if isinstance(batches, TrainBatch):
+            batches = [batches.rows(slice(start, start + chunk)) for start in range(0, batches.size, chunk)]
+        predicted, scores, videos, audios, positive, kinds = [], [], [], [], [], []
+        for part in batches:
             v, a = self.embed(model, part)
             decision, logits = self.predict(v, a)
             predicted.append(decision)
             scores.append(-(v - a).norm(dim=1) if logits is None else logits.reshape(-1))
             videos.append(v)
             audios.append(a)
-        positive = batch.labels["sync"].bool()
-        stats = sync_stats(torch.cat(predicted), positive, batch.labels["negative"])
+            positive.append(part.labels["sync"].bool())
+            kinds.extend(part.labels["negative"])
+        positive = torch.cat(positive)
+        stats = sync_stats(torch.cat(predicted), positive, kinds)
         score = torch.cat(scores)
         if score.numel() >= 4:  # the threshold the pairs support, scored on pairs it was not chosen on
             stats["sync_accuracy_calibrated"] = cross_validated_sync_accuracy(score, positive)
             threshold = best_threshold(score, positive)
             stats["sync_threshold"] = -threshold if self.classifier is None else threshold
-        stats.update(embedding_stats(torch.cat(videos), torch.cat(audios), batch.labels["negative"]))
+        stats.update(embedding_stats(torch.cat(videos), torch.cat(audios), kinds))
         return {f"heldout_{k}": x for k, x in stats.items()}
 
 
