@@ -9,8 +9,8 @@ hits both alike:
 - bare: embed video and audio, symmetric InfoNCE, backward, optimizer.step, zero_grad — what a hand-written
   training script does;
 - toolkit: what avcli/train/loop.py does per step on one process: the TrainStep module (the xID objective, with
-  its health figure), autocast context, snapshot of the buffers (for undoing a non-finite step), loss.item and
-  the step agreement, optimizer and scheduler steps, throughput bookkeeping; plus, amortised, one metrics.jsonl
+  its health figure), autocast context, snapshot of the buffers (for undoing a non-finite step), the step
+  agreement (the step's one read of the loss), optimizer and scheduler steps, throughput bookkeeping; plus, amortised, one metrics.jsonl
   line every `--log-every` steps and one checkpoint every `--checkpoint-every` steps (each timed separately).
 
 The two alternate in ABBA order. Prints one JSON line: median step times in ms; overhead_frac = the median over rounds of toolkit/bare − 1 (each
@@ -45,6 +45,7 @@ from avcli.train.objectives import TrainBatch, build_objective  # noqa: E402
 from avcli.train.observe import Throughput, log_line  # noqa: E402
 from avcli.train.optim import build_optimizer, build_scheduler  # noqa: E402
 from avcli.train.runtime import autocast  # noqa: E402
+from avcli.train.loop import read_stats  # noqa: E402
 from avcli.train.step import BufferSnapshot, TrainStep, agree, clip_gradients, for_ranks  # noqa: E402
 
 
@@ -101,14 +102,14 @@ def main() -> None:
         with autocast(device, cfg.precision):
             loss, stats = runner(batch)
         (loss / cfg.grad_accum_steps).backward()
-        value, finite, _ = agree(loss.item(), True, False, ctx)
-        grad_norm = clip_gradients(parameters, cfg.grad_clip)
-        if finite and (grad_norm is None or grad_norm == grad_norm):
+        outcome = agree(loss.detach(), False, ctx, clip_gradients(parameters, cfg.grad_clip)
+                        if cfg.grad_clip is not None else None)
+        if outcome.finite and outcome.grads_finite is not False:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         window.stepped(args.batch)
-        return {"loss": value, **stats}
+        return {"loss": outcome.loss, **stats}
 
     model.train()
     for _ in range(3):  # warm-up: allocator, first-call costs
@@ -131,7 +132,7 @@ def main() -> None:
             t0 = time.perf_counter()
             record = {"step": step, "epoch": 0, "loss": round(stats.pop("loss"), 6), "lr": scheduler.get_last_lr()[0],
                       **window.figures(device), "skipped_samples": 0, "nonfinite_steps": 0,
-                      **{k: round(v, 4) for k, v in stats.items()}}
+                      **{k: round(v, 4) for k, v in read_stats(stats).items()}}
             metrics.write(record)
             log_line(record, cfg.steps)
             window.reset()
@@ -153,8 +154,7 @@ def main() -> None:
     for _ in range(100):
         snapshot.take()
         retrieval_accuracy(v, a)
-        agree(1.0, True, False, ctx)
-        clip_gradients(parameters, cfg.grad_clip)
+        agree(torch.ones(()), False, ctx)
         window.waiting(), window.arrived(), window.stepped(args.batch)
     extras_ms = 1000 * (time.perf_counter() - t0) / 100
 

@@ -126,7 +126,7 @@ def run_steps(method: str, ctx, dtype: torch.dtype = torch.float32) -> dict:
         batch.video, batch.audio = batch.video.to(dtype), batch.audio.to(dtype)
         loss, _ = runner(batch)
         loss.backward()
-        losses.append(agree(loss.item(), True, False, ctx)[0])
+        losses.append(agree(loss.detach(), False, ctx).loss)
         grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in parameters]
         optimizer.step()
         optimizer.zero_grad()
@@ -258,4 +258,4 @@ def temporal_step_with_an_empty_rank(ctx) -> float:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, _ = runner(batch.rows(rows))
     loss.backward()
-    return agree(float(loss.detach()), True, False, ctx)[0]
+    return agree(loss.detach(), False, ctx).loss

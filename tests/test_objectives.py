@@ -164,7 +164,10 @@ def test_avts_sync_stats_per_kind_by_hand():
     assert stats["sync_accuracy_positive"] == pytest.approx(1 / 2)
     assert stats["sync_accuracy_easy"] == pytest.approx(1 / 2)
     assert stats["sync_accuracy_hard"] == pytest.approx(1 / 2)
-    assert "sync_accuracy_superhard" not in stats
+    assert torch.isnan(stats["sync_accuracy_superhard"])  # none in this batch: left out of the log line
+    from avcli.train.loop import read_stats
+
+    assert "sync_accuracy_superhard" not in read_stats(stats) and read_stats(stats)["sync_accuracy"] == 0.5
 
 
 def test_avts_embedding_stats_by_hand():
@@ -223,6 +226,37 @@ def test_avts_sync_bins_are_time_aligned_centred_and_trained():
     assert model.video_head.net[0].weight.grad is None  # the pooled heads are not part of this embedding
     held = objective.held_out_stats(model, batch, chunk=2)
     assert 0.0 <= held["heldout_sync_accuracy"] <= 1.0
+
+
+def test_avts_sync_bins_go_through_the_towers_call_so_channels_last_and_compile_apply():
+    """The stage maps come from `tower(x, upto=3)`: the channels_last pre-hook (and torch.compile, which wraps the
+    module's call) see them; `.stages()` called directly bypassed both."""
+    from avcli.models import build_model
+    from avcli.recipe.schema import Clip, Data, Model
+    from avcli.train.runtime import use_channels_last
+
+    clip = Clip(frames=8, fps=8, size=32, resize=36, audio_seconds=2.0, sample_rate=16000)
+    data = Data(catalog="unused", clip=clip, audio={"kind": "log_mel", "n_mels": 16}, sampler={"kind": "sync_pairs"})
+    model = build_model(Model(video={"name": "tiny_r2plus1d", "width": 4}, audio={"name": "tiny_conv2d", "width": 4},
+                              projector={"hidden_dim": 16, "out_dim": 8}))
+    objective = AVTSObjective(AVTS(loss="margin", margin=2.0, sync_bins=4), 8, model=model, data=data)
+    use_channels_last(model)
+    layouts = []
+    model.video.stem[0].register_forward_pre_hook(
+        lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    model.audio.stem[0].register_forward_pre_hook(
+        lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    calls = []
+    for tower in (model.video, model.audio):
+        tower.register_forward_hook(lambda m, args, out: calls.append(type(out)))
+    g = torch.Generator().manual_seed(0)
+    batch = TrainBatch(video=torch.randn(2, 1, 3, 8, 32, 32, generator=g), audio=torch.randn(2, 1, 1, 201, 16, generator=g),
+                       video_mask=torch.ones(2, 1, dtype=torch.bool), audio_mask=torch.ones(2, 1, dtype=torch.bool),
+                       items=torch.tensor([[0, 0], [1, 1]]), labels={"sync": torch.tensor([1, 1]),
+                                                                      "negative": ["none", "none"]})
+    layouts.clear()
+    objective.embed(model, batch)
+    assert layouts == [True, True] and calls == [list, list]
 
 
 def test_movies_same_title_errors_by_hand():

@@ -218,20 +218,22 @@ def augment_video_batch(videos: torch.Tensor, params: VideoParams, size: int, no
     """
     B, T = videos.shape[:2]
     dev = videos.device
+    params = {k: v.cpu() for k, v in params.items()}  # CPU already when they come from the loader: a no-op then
     x = torch.empty(B, T, 3, size, size, device=dev)
     for b, box in enumerate(params["crop"].tolist()):  # boxes differ in size: one resize per clip
         x[b] = _crop_resize(videos[b].permute(0, 3, 1, 2), box, size)
-    flip = params["flip"].to(dev).view(B, 1, 1, 1, 1)
+    flip = params["flip"].to(dev, non_blocking=True).view(B, 1, 1, 1, 1)
     x = torch.where(flip, TF.horizontal_flip(x), x)
-    jitter, order = params["jitter"].cpu(), params["order"].cpu()
+    jitter, order = params["jitter"], params["order"]
     for step in range(4):
         for op in range(4):
             chosen = (order[:, step] == op) & (jitter[:, op] != JITTER_IDENTITY[op])
             if chosen.any():
                 idx = chosen.nonzero().squeeze(1)
-                f = jitter[idx, op].to(dev).view(-1, 1, 1, 1, 1)
-                x[idx.to(dev)] = _BATCH_OPS[op](x[idx.to(dev)], f)
-    gray = params["gray"].to(dev).view(B, 1, 1, 1, 1)
+                f = jitter[idx, op].to(dev, non_blocking=True).view(-1, 1, 1, 1, 1)
+                rows = idx.to(dev, non_blocking=True)
+                x[rows] = _BATCH_OPS[op](x[rows], f)
+    gray = params["gray"].to(dev, non_blocking=True).view(B, 1, 1, 1, 1)
     if bool(params["gray"].any()):
         x = torch.where(gray, TF.rgb_to_grayscale(x, num_output_channels=3), x)
     if normalize:

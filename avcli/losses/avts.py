@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avcli.losses.precision import float32_loss
+
 
 def _check_pairs(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, name: str) -> None:
     if v.shape != a.shape or v.dim() != 2:
@@ -27,12 +29,13 @@ def _check_pairs(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, name:
 
 def _pair_distance(v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(‖v_i−a_i‖², ‖v_i−a_i‖) per row; the root has a finite (zero) gradient where the two rows coincide."""
-    d2 = (v - a).pow(2).sum(1)
+    d2 = (v - a).pow(2).sum(-1)
     nonzero = d2 > 0
     d = torch.where(nonzero, torch.where(nonzero, d2, torch.ones_like(d2)).sqrt(), torch.zeros_like(d2))
     return d2, d
 
 
+@float32_loss
 def avts_margin_loss(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, margin: float = 0.99) -> torch.Tensor:
     """AVTS contrastive margin loss; returns a scalar.
 
@@ -50,6 +53,29 @@ def avts_margin_loss(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, m
     return per_pair.mean()
 
 
+@float32_loss
+def masked_pair_loss(v: torch.Tensor, a: torch.Tensor, pairs: torch.Tensor, margin: float = 0.99,
+                     classifier: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ loss, count) over the negative pairs (v_i, a_j) marked in the B×N bool `pairs`, as 0-d tensors: the
+    margin term max(0, η − ‖v_i − a_j‖)², or with a fused `classifier` the binary cross-entropy of its logit
+    against "not in sync". Every pairing is scored and the mask weights them, so the set of pairs is never read
+    on the host; mean = Σ / count."""
+    if v.dim() != 2 or a.dim() != 2 or pairs.shape != (v.shape[0], a.shape[0]):
+        raise ValueError(f"expected B×D, N×D and a B×N mask, got {tuple(v.shape)}, {tuple(a.shape)}, "
+                         f"{tuple(pairs.shape)}")
+    mask = pairs.to(v.dtype)
+    if classifier is None:
+        _, d = _pair_distance(v[:, None, :], a[None, :, :])
+        per_pair = torch.clamp(margin - d, min=0.0).pow(2)
+    else:
+        b, n = pairs.shape
+        logits = classifier(v[:, None].expand(b, n, -1).reshape(b * n, -1),
+                            a[None].expand(b, n, -1).reshape(b * n, -1)).view(b, n)
+        per_pair = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+    return (per_pair * mask).sum(), mask.sum()
+
+
+@float32_loss
 def sync_accuracy(v: torch.Tensor, a: torch.Tensor, positive: torch.Tensor, margin: float = 0.99) -> float:
     """Fraction of pairs classified correctly by the margin model (a health metric, no gradient).
 
@@ -126,6 +152,7 @@ class FusedSyncClassifier(nn.Module):
         return self.net(torch.cat(parts, dim=1)).squeeze(1)
 
 
+@float32_loss
 def fused_sync_loss(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy with logits (mean over pairs) of the fused classifier against the sync label y.
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from avcli.losses.precision import float32_loss
 
+
+@float32_loss
 def infonce(v: torch.Tensor, a: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE over L2-normalised embeddings `v`, `a` of shape B×D; returns a scalar."""
     if v.shape != a.shape or v.dim() != 2:
@@ -24,6 +27,7 @@ def infonce(v: torch.Tensor, a: torch.Tensor, temperature: float) -> torch.Tenso
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
 
 
+@float32_loss
 def infonce_local(v: torch.Tensor, a: torch.Tensor, v_all: torch.Tensor, a_all: torch.Tensor, offset: int,
                   temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE of the local rows `v`, `a` (B×D) against the candidates of the whole batch `v_all`,
@@ -37,10 +41,12 @@ def infonce_local(v: torch.Tensor, a: torch.Tensor, v_all: torch.Tensor, a_all: 
                   + F.cross_entropy(a @ v_all.t() / temperature, targets))
 
 
-def retrieval_accuracy(v: torch.Tensor, a: torch.Tensor) -> float:
-    """Fraction of rows whose nearest other-modality row (both directions) is its own pair: a health metric."""
+@float32_loss
+def retrieval_accuracy(v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose nearest other-modality row (both directions) is its own pair: a health metric, as a
+    0-d tensor on the embeddings' device (read it on logging steps only)."""
     with torch.no_grad():
         sim = v @ a.t()
         targets = torch.arange(v.shape[0], device=v.device)
         hits = (sim.argmax(1) == targets).float().mean() + (sim.argmax(0) == targets).float().mean()
-    return float(hits / 2)
+    return hits / 2

@@ -27,6 +27,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from avcli.losses.precision import float32_loss
+
+
+def _check_range(index: torch.Tensor, num_items: int) -> None:
+    """Indices outside the bank are an error. Checked for CPU indices only: on a GPU the check would wait for the
+    device at every step, and an index out of range there fails the indexing kernel anyway."""
+    if index.device.type == "cpu" and index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_items):
+        raise ValueError(f"index out of range for {num_items} items")
+
 
 def sample_negatives(
     index: torch.Tensor, num_items: int, k: int, generator: torch.Generator | None = None
@@ -45,8 +54,7 @@ def sample_negatives(
         raise ValueError(f"need at least 2 items to draw negatives excluding self, got {num_items}")
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
-    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_items):
-        raise ValueError(f"index out of range for {num_items} items")
+    _check_range(index, num_items)
     device = generator.device if generator is not None else index.device
     draw = torch.randint(0, num_items - 1, (index.shape[0], k), generator=generator, device=device)
     draw = draw.to(index.device)
@@ -84,6 +92,25 @@ class MemoryBank(nn.Module):
             rows = torch.randn(num_items, dim, generator=generator, device=generator.device)
             self.register_buffer(f"bank_{name}", F.normalize(rows, p=2, dim=1).cpu())
 
+    # ------------------------------------------------------------------ undo journal (skipped steps)
+
+    journal: list | None = None
+
+    def begin_journal(self) -> None:
+        """Record the rows every following `update` overwrites, until `rollback` or the next `begin_journal`."""
+        self.journal = []
+
+    def _record(self, name: str, idx: torch.Tensor, old: torch.Tensor) -> None:
+        if self.journal is not None:
+            self.journal.append((name, idx, old))
+
+    @torch.no_grad()
+    def rollback(self) -> None:
+        """Put back every row written since `begin_journal`, newest write first."""
+        for name, idx, old in reversed(self.journal or []):
+            self.bank(name).index_copy_(0, idx, old)
+        self.journal = []
+
     def bank(self, modality: str) -> torch.Tensor:
         """The N×D buffer of `modality` (the live tensor: read it, don't write it)."""
         if modality not in self.modalities:
@@ -97,6 +124,7 @@ class MemoryBank(nn.Module):
         return sample_negatives(index, self.num_items, k, generator)
 
     @torch.no_grad()
+    @float32_loss
     def update(
         self, index: torch.Tensor, features: Mapping[str, torch.Tensor], momentum: float = 0.5
     ) -> None:
@@ -104,13 +132,15 @@ class MemoryBank(nn.Module):
 
         Duplicate indices in one call: their features are averaged first, and the row is updated once with
         that mean (deterministic, unlike a scatter where some write wins). Call after the loss is computed.
+        The mean over duplicates comes from a B×B equality matrix rather than `torch.unique`, whose output size
+        would have to be read on the host at every step. Rows written are first recorded in the undo journal
+        when one is open (`begin_journal`), so that a skipped step can put them back without a copy of the bank.
         """
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
         if index.dim() != 1:
             raise ValueError(f"index must be a 1-D LongTensor, got shape {tuple(index.shape)}")
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_items):
-            raise ValueError(f"index out of range for {self.num_items} items")
+        _check_range(index, self.num_items)
         for name, feats in features.items():
             bank = self.bank(name)
             if feats.shape != (index.shape[0], self.dim):
@@ -119,12 +149,12 @@ class MemoryBank(nn.Module):
                 )
             idx = index.to(bank.device).long()
             feats = feats.detach().to(device=bank.device, dtype=bank.dtype)
-            rows, inverse = torch.unique(idx, return_inverse=True)
-            summed = torch.zeros(rows.shape[0], self.dim, device=bank.device, dtype=bank.dtype)
-            summed.index_add_(0, inverse, feats)
-            counts = torch.bincount(inverse, minlength=rows.shape[0]).to(bank.dtype).unsqueeze(1)
-            mixed = momentum * bank[rows] + (1.0 - momentum) * (summed / counts)
-            bank[rows] = F.normalize(mixed, p=2, dim=1)
+            same = (idx[:, None] == idx[None, :]).to(bank.dtype)  # B×B: row i's duplicates (itself included)
+            mean = (same @ feats) / same.sum(1, keepdim=True)
+            old = bank.index_select(0, idx)
+            self._record(name, idx, old)
+            mixed = F.normalize(momentum * old + (1.0 - momentum) * mean, p=2, dim=1)
+            bank.index_copy_(0, idx, mixed)  # duplicates write the same row
 
 
 class PartitionEstimate(nn.Module):
@@ -139,19 +169,31 @@ class PartitionEstimate(nn.Module):
         super().__init__()
         self.register_buffer("z", torch.ones(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        self._ready: bool | None = None  # `initialised` as the host knows it: read from the device once, not per step
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._ready = None
+
+    def is_ready(self) -> bool:
+        if not self._ready:
+            self._ready = bool(self.initialised)
+        return self._ready
 
     @torch.no_grad()
     def forward(self, neg_logits: torch.Tensor) -> torch.Tensor:
-        if not bool(self.initialised):
+        if not self.is_ready():
             mean = neg_logits.detach().float().exp().mean().to(self.z.device)
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(mean)
                 mean = mean / dist.get_world_size()
             self.z.copy_(mean)
             self.initialised.fill_(True)
+            self._ready = True
         return self.z.clone()
 
 
+@float32_loss
 def nce_constant_z_loss(
     pos_logit: torch.Tensor,
     neg_logits: torch.Tensor,
@@ -174,9 +216,9 @@ def nce_constant_z_loss(
         )
     if isinstance(z, PartitionEstimate):
         z = z(neg_logits)
+    elif not isinstance(z, torch.Tensor) and not z > 0:  # a tensor Z is not read back from the device to check
+        raise ValueError(f"the partition estimate Z must be positive, got {z}")
     z = torch.as_tensor(z, dtype=neg_logits.dtype, device=neg_logits.device).detach()
-    if not bool(z > 0):
-        raise ValueError(f"the partition estimate Z must be positive, got {float(z)}")
     k = neg_logits.shape[1] if k is None else int(k)
     log_kz = torch.log(k * z)
     positive_term = F.softplus(log_kz - pos)
@@ -184,6 +226,7 @@ def nce_constant_z_loss(
     return (positive_term + negative_term).mean()
 
 
+@float32_loss
 def softmax_bank_loss(pos_logit: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
     """Plain InfoNCE over the positive and the K bank negatives: cross-entropy of [s⁺, s⁻_1 … s⁻_K] with
     target 0, averaged over the batch (logits already divided by τ)."""
@@ -196,6 +239,7 @@ def softmax_bank_loss(pos_logit: torch.Tensor, neg_logits: torch.Tensor) -> torc
     return F.cross_entropy(logits, torch.zeros(pos.shape[0], dtype=torch.long, device=logits.device))
 
 
+@float32_loss
 def bank_logits(
     query: torch.Tensor, bank: torch.Tensor, index: torch.Tensor, negatives: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,6 +251,7 @@ def bank_logits(
     return pos, neg
 
 
+@float32_loss
 def cross_modal_bank_loss(
     v: torch.Tensor,
     a: torch.Tensor,

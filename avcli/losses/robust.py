@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from avcli.losses.precision import float32_loss
+
 SOFT_TARGET_KINDS = ("bootstrap", "swapped", "cycle")
 
 
@@ -31,6 +33,7 @@ SOFT_TARGET_KINDS = ("bootstrap", "swapped", "cycle")
 # --------------------------------------------------------------------------------------------------------------
 
 
+@float32_loss
 def pair_agreement(v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """s_i = v_i·a_i for B×D L2-normalised rows (cosine agreement of each pair), detached, shape B."""
     if v.shape != a.shape or v.dim() != 2:
@@ -40,6 +43,7 @@ def pair_agreement(v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return (v.detach() * a.detach()).sum(1)
 
 
+@float32_loss
 def faulty_positive_weights(s: torch.Tensor, mu: float | torch.Tensor, sigma: float | torch.Tensor,
                             delta: float = 0.0, kappa: float = 0.5, w_min: float = 0.25) -> torch.Tensor:
     """Per-pair weights w_i = w_min + (1 − w_min)·Φ((s_i − (μ + δσ)) / (σ√κ)), without gradient.
@@ -62,6 +66,7 @@ def faulty_positive_weights(s: torch.Tensor, mu: float | torch.Tensor, sigma: fl
         return w_min + (1.0 - w_min) * phi
 
 
+@float32_loss
 def weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ_i w_i·L_i / Σ_i w_i with the weights detached (gradient flows to the losses only).
 
@@ -139,6 +144,7 @@ class AgreementStats:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@float32_loss
 def soft_targets(kind: str, v: torch.Tensor, a: torch.Tensor, v_bank: torch.Tensor | None = None,
                  a_bank: torch.Tensor | None = None, lam: float = 0.5, tau_s: float = 0.02,
                  tau_t: float = 0.07) -> torch.Tensor:
@@ -187,6 +193,7 @@ def soft_targets(kind: str, v: torch.Tensor, a: torch.Tensor, v_bank: torch.Tens
         return (1.0 - lam) * eye + lam * similarity
 
 
+@float32_loss
 def soft_target_pair(kind: str, v: torch.Tensor, a: torch.Tensor, v_bank: torch.Tensor | None = None,
                      a_bank: torch.Tensor | None = None, lam: float = 0.5, tau_s: float = 0.02,
                      tau_t: float = 0.07) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,11 +212,13 @@ def _soft_xent_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return -(targets.detach().to(dtype=logits.dtype) * F.log_softmax(logits, dim=1)).sum(1)
 
 
+@float32_loss
 def soft_target_xent(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """mean_i −Σ_j y_ij·log softmax_j(logits)_ij for N×C `logits` and soft targets y (detached); a scalar."""
     return _soft_xent_rows(logits, targets).mean()
 
 
+@float32_loss
 def robust_xid_loss(v: torch.Tensor, a: torch.Tensor, temperature: float, weights: torch.Tensor | None = None,
                     targets: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """Robust-xID loss over B×D L2-normalised `v`, `a`; returns a scalar.
@@ -257,6 +266,7 @@ def robust_xid_loss(v: torch.Tensor, a: torch.Tensor, temperature: float, weight
     return weighted_mean(per_pair, weights)
 
 
+@float32_loss
 def robust_xid_rows(v: torch.Tensor, a: torch.Tensor, v_all: torch.Tensor, a_all: torch.Tensor, offset: int,
                     temperature: float, targets: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """Per-pair losses L_i = ½·(CE_i^{v→a} + CE_i^{a→v}) of the local rows `v`, `a` (B×D) when the batch is spread

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avcli.losses.precision import float32_loss
+
 
 class TemporalHeads(nn.Module):
     """Speed (n_speeds-way), direction (1 logit: reversed) and order (MLP on [x, y] → 1 logit: y after x)."""
@@ -28,35 +30,39 @@ class TemporalHeads(nn.Module):
         return self.order(torch.cat([first, second], dim=1)).squeeze(1)
 
 
+@float32_loss
 def speed_loss(logits: torch.Tensor, speed_class: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the speed classes (B×S logits, B class indices)."""
     return F.cross_entropy(logits, speed_class)
 
 
+@float32_loss
 def direction_loss(logit: torch.Tensor, reversed_: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy: logit > 0 means "reversed"."""
     return F.binary_cross_entropy_with_logits(logit.reshape(-1), reversed_.float().reshape(-1))
 
 
+@float32_loss
 def order_loss(logit: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy over the pairs whose order label is 0 or 1; pairs labelled −1 are ignored (zero loss,
-    no gradient) — the sampler could not fit two disjoint clips in that item."""
+    no gradient) — the sampler could not fit two disjoint clips in that item. A masked mean: no row count is
+    read on the host."""
     logit, order = logit.reshape(-1), order.reshape(-1)
-    valid = order >= 0
-    if not bool(valid.any()):
-        return logit.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logit[valid], order[valid].float())
+    valid = (order >= 0).to(logit.dtype)
+    per_pair = F.binary_cross_entropy_with_logits(logit, order.clamp(min=0).to(logit.dtype), reduction="none")
+    return (per_pair * valid).sum() / valid.sum().clamp(min=1)
 
 
-def binary_accuracy(logit: torch.Tensor, label: torch.Tensor) -> float:
-    """Health metric for direction/order heads (labels −1 ignored)."""
+def binary_accuracy(logit: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Health metric for direction/order heads (labels −1 ignored; NaN when every label is): a 0-d tensor on the
+    logits' device."""
     logit, label = logit.reshape(-1).detach(), label.reshape(-1)
-    valid = label >= 0
-    if not bool(valid.any()):
-        return float("nan")
-    return float(((logit[valid] > 0).long() == label[valid].long()).float().mean())
+    valid = (label >= 0).float()
+    right = ((logit > 0).long() == label.long()).float() * valid
+    return torch.where(valid.sum() > 0, right.sum() / valid.sum().clamp(min=1), torch.nan)
 
 
+@float32_loss
 def contrastive_with_extras(
     anchor: torch.Tensor,
     positive: torch.Tensor,
@@ -96,27 +102,60 @@ def contrastive_with_extras(
 
 class FeatureQueue(nn.Module):
     """A FIFO queue of past (detached, L2-normalised) features, as a buffer so it is checkpointed; the source of
-    the extra positives: the nearest neighbours of a positive among recent features."""
+    the extra positives: the nearest neighbours of a positive among recent features.
+
+    How full it is is also kept on the host (it grows by row counts the host knows), so asking for neighbours never
+    waits for the device. While a journal is open (`begin_journal`) every push records what it overwrote, so a
+    skipped step can be undone (`rollback`) without a copy of the queue."""
 
     def __init__(self, size: int, dim: int):
         super().__init__()
         self.register_buffer("features", torch.zeros(size, dim))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        self._filled: int | None = 0
+        self.journal: list | None = None
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._filled = None  # read once from the loaded buffer
+
+    def stored(self) -> int:
+        if self._filled is None:
+            self._filled = int(self.filled)
+        return self._filled
+
+    def begin_journal(self) -> None:
+        self.journal = []
 
     @torch.no_grad()
+    def rollback(self) -> None:
+        for index, old, pointer, filled, host_filled in reversed(self.journal or []):
+            self.features.index_copy_(0, index, old)
+            self.pointer.copy_(pointer)
+            self.filled.copy_(filled)
+            self._filled = host_filled
+        self.journal = []
+
+    @torch.no_grad()
+    @float32_loss
     def push(self, features: torch.Tensor) -> None:
         size = self.features.shape[0]
         rows = features.detach()[-size:]
         index = (self.pointer + torch.arange(rows.shape[0], device=rows.device)) % size
-        self.features[index] = rows.to(self.features.dtype)
+        if self.journal is not None:
+            self.journal.append((index, self.features.index_select(0, index), self.pointer.clone(),
+                                 self.filled.clone(), self._filled))
+        self.features.index_copy_(0, index, rows.to(self.features.dtype))
         self.pointer.copy_((self.pointer + rows.shape[0]) % size)
         self.filled.copy_(torch.clamp(self.filled + rows.shape[0], max=size))
+        self._filled = min(self.stored() + rows.shape[0], size)
 
     @torch.no_grad()
+    @float32_loss
     def nearest(self, query: torch.Tensor, k: int) -> torch.Tensor | None:
         """B×k×D: the k stored features most similar (cosine) to each query row; None while fewer than k stored."""
-        filled = int(self.filled)
+        filled = self.stored()
         if k <= 0 or filled < k:
             return None
         stored = self.features[:filled]
@@ -124,6 +163,7 @@ class FeatureQueue(nn.Module):
         return stored[top]
 
 
+@float32_loss
 def contrastive_rows(
     anchor: torch.Tensor,
     positives_all: torch.Tensor,

@@ -67,7 +67,11 @@ class AvidR2Plus1D(nn.Module):
             outputs.append(x)
         return outputs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, upto: int | None = None):
+        """The pooled feature; with `upto`, the first `upto` stage maps (`stages`) through the module's call, so
+        that forward hooks (channels_last) and torch.compile apply to them too."""
+        if upto is not None:
+            return self.stages(x, upto)
         return torch.amax(self.stages(x)[-1], dim=(2, 3, 4))
 
 
@@ -121,7 +125,10 @@ class TorchvisionVideoResNet(nn.Module):
             outputs.append(x)
         return outputs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, upto: int | None = None):
+        """The pooled feature; with `upto`, the first `upto` stage maps (`stages`) through the module's call."""
+        if upto is not None:
+            return self.stages(x, upto)
         return self.net(x)
 
 

@@ -410,8 +410,9 @@ class Training(Strict):
                             "grad_accum_steps)")
     workers: int = Field(2, ge=0, description="data-loader worker processes")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto picks CUDA when present")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on CPU too (no pure fp16)"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on GPUs with native bf16 (compute capability 8.0+), fp16 autocast "
+        "with loss scaling on older GPUs (V100, T4), fp32 on CPU; bf16/fp16: that autocast (on CPU too)"
     )
     seed: int = 0
     log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")

@@ -47,7 +47,8 @@ from avcli.train.metrics import MetricsWriter
 from avcli.train.objectives import TrainBatch, build_objective
 from avcli.train.observe import Throughput, log_line, require_tensorboard, tensorboard_writer, write_scalars
 from avcli.train.optim import build_optimizer, build_scheduler
-from avcli.train.runtime import autocast, compile_encoders, determinism, seed_everything, use_channels_last
+from avcli.train.runtime import (autocast, compile_encoders, describe_precision, determinism, grad_scaler,
+                                 resolve_precision, seed_everything, use_channels_last)
 from avcli.train.step import BufferSnapshot, TrainStep, agree, clip_gradients, for_ranks
 from avcli.train.sync_batchnorm import convert_batchnorm
 
@@ -82,6 +83,7 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
     cfg = recipe.training
     run_dir = recipe.output.run_dir
     device = ctx.device
+    precision = resolve_precision(device, cfg.precision)
     if not ctx.is_main:  # one voice per job: the other ranks only warn
         logging.getLogger("avcli").setLevel(max(logging.getLogger("avcli").level, logging.WARNING))
     resume_from = distributed.on_main(lambda: _prepare_run_dir(recipe, resume))
@@ -127,6 +129,7 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
     parameters = [*model.parameters(), *objective.parameters()]
     optimizer = build_optimizer(parameters, recipe.optimizer)
     scheduler = build_scheduler(optimizer, total_steps, recipe.schedule)
+    scaler = grad_scaler(device, precision)  # fp16 only; a pass-through otherwise
 
     step, epoch, batch_in_epoch, samples_seen, nonfinite_steps = 0, 0, 0, 0, 0
     if resume_from is not None:
@@ -139,6 +142,8 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
                              "avcli); start a new run directory")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if scaler.is_enabled() and "grad_scaler" in state:
+            scaler.load_state_dict(state["grad_scaler"])
         step, epoch, samples_seen = state["step"], state["epoch"], state["samples_seen"]
         batch_in_epoch = _position_for(state, ctx, accum)
         nonfinite_steps = state.get("nonfinite_steps", 0)
@@ -171,6 +176,7 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
                 "optimizer": optimizer.state_dict(),
                 "objective": objective.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
                 "rng": rngs[0],
                 "rng_per_rank": rngs,
             }
@@ -179,8 +185,9 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
         return Path(run_dir) / "checkpoints" / f"step_{step}"
 
     log.info(
-        "training %s on %d items, %d steps (%d per epoch), batch %d × %d process(es) × %d accumulation, device %s",
-        recipe.method.kind, len(items), total_steps, steps_per_epoch, cfg.batch_size, ctx.world_size, accum, device,
+        "training %s on %d items, %d steps (%d per epoch), batch %d × %d process(es) × %d accumulation, %s",
+        recipe.method.kind, len(items), total_steps, steps_per_epoch, cfg.batch_size, ctx.world_size, accum,
+        describe_precision(precision, device),
     )
     def make_batch(collated: dict) -> TrainBatch:
         return train_batch(collated, frontend, recipe.data, device)
@@ -217,19 +224,18 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
                 window.arrived()
                 if micro == 0:  # a new optimiser step begins
                     snapshot.take()
-                    step_loss, finite = 0.0, True
+                    step_loss = torch.zeros((), device=device)
                 inputs = train_batch(batch, frontend, recipe.data, device)
-                skipped_samples += int(batch["skipped"].sum())
+                skipped_samples += int(batch["skipped"].numpy().sum())  # host data: no device read
                 micro += 1
                 # gradients are averaged across ranks only on the last micro-batch of a step
                 sync = micro == accum or not ctx.distributed
                 with nullcontext() if sync else runner.no_sync():
-                    with autocast(device, cfg.precision):
+                    with autocast(device, precision):
                         loss, stats = runner(inputs)
-                    (loss / accum).backward()  # every rank runs backward, finite or not: DDP's collectives pair up
-                value = loss.item()
-                finite = finite and math.isfinite(value)
-                step_loss += value / accum
+                    # every rank runs backward, finite or not: DDP's collectives pair up
+                    scaler.scale(loss / accum).backward()
+                step_loss = step_loss + loss.detach().float() / accum  # stays on the device
                 batch_in_epoch += 1
                 samples_seen += cfg.batch_size * ctx.world_size
                 if micro < accum:
@@ -237,20 +243,30 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
                     continue
 
                 requested = stop.requested  # read once per step
-                step_loss, finite, stop_now = agree(step_loss, finite, bool(requested), ctx)
-                grad_norm = clip_gradients(parameters, cfg.grad_clip) if finite else None
-                finite = finite and (grad_norm is None or math.isfinite(grad_norm))
+                measure = cfg.grad_clip is not None or scaler.is_enabled()
+                if measure:
+                    scaler.unscale_(optimizer)  # true gradients for the norm and the clipping (fp16)
+                outcome = agree(step_loss, bool(requested), ctx, clip_gradients(parameters, cfg.grad_clip)
+                                if measure else None)  # the step's one read from the device
+                finite = outcome.finite and outcome.grads_finite is not False
                 if finite:
-                    optimizer.step()
+                    scaler.step(optimizer)  # optimizer.step(), unless fp16 gradients overflowed
                     consecutive_nonfinite = 0
                 else:  # skipped: no update, and the forward's changes to banks, queues, BN statistics undone
                     snapshot.restore()
-                    nonfinite_steps += 1
-                    consecutive_nonfinite += 1
-                    log.warning("step %d: non-finite loss or gradient, step skipped (%d in a row)",
-                                step + 1, consecutive_nonfinite)
+                    if scaler.is_enabled() and outcome.finite:  # fp16 overflow: the scaler lowers its scale
+                        log.debug("step %d: fp16 gradients overflowed at scale %g, step skipped", step + 1,
+                                  scaler.get_scale())
+                    else:
+                        nonfinite_steps += 1
+                        consecutive_nonfinite += 1
+                        log.warning("step %d: non-finite loss or gradient, step skipped (%d in a row)",
+                                    step + 1, consecutive_nonfinite)
+                if measure:
+                    scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
+                step_loss, grad_norm, stop_now = outcome.loss, outcome.grad_norm, outcome.stop
                 step, micro = step + 1, 0
                 window.stepped(cfg.batch_size * ctx.world_size * accum)
                 if consecutive_nonfinite >= cfg.max_nonfinite_steps:
@@ -279,8 +295,10 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
                             **window.figures(device),
                             "skipped_samples": skipped,
                             "nonfinite_steps": nonfinite_steps,
-                            **({"grad_norm": round(grad_norm, 4)} if grad_norm is not None else {}),
-                            **{k: round(v, 4) for k, v in stats.items()},
+                            **({"grad_norm": round(grad_norm, 4)} if grad_norm is not None and
+                               cfg.grad_clip is not None else {}),
+                            **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {}),
+                            **{k: round(v, 4) for k, v in read_stats(stats).items()},
                         }
                         metrics.write(record)
                         if board is not None:
@@ -310,11 +328,24 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
             "world_size": ctx.world_size}
 
 
+def read_stats(stats: dict) -> dict:
+    """A step's health figures as floats, read from the device in one transfer (objectives keep them as 0-d
+    tensors so that steps without a log line never wait for the device). NaN means "not measured in this batch"
+    (e.g. the accuracy on hard pairs of a batch without any): such keys are left out."""
+    tensors = {k: v for k, v in stats.items() if isinstance(v, torch.Tensor)}
+    values = dict(stats)
+    if tensors:
+        read = torch.stack([v.detach().reshape(()).to(torch.float64) for v in tensors.values()]).tolist()
+        values.update(zip(tensors, read))
+    return {k: float(v) for k, v in values.items() if not math.isnan(float(v))}
+
+
 def _pooled(stats: dict, skipped: int, ctx: distributed.Context) -> tuple[dict, int]:
     """Health figures averaged over ranks (a key some ranks lack, e.g. the accuracy on hard pairs of a batch
     without any, is averaged over the ranks that have it) and skipped samples summed."""
+    stats = read_stats(stats)
     if not ctx.distributed:
-        return dict(stats), skipped
+        return stats, skipped
     pooled: dict[str, list[float]] = {}
     total = 0
     for rank_stats, rank_skipped in distributed.gather_objects((stats, skipped)):
@@ -367,15 +398,22 @@ def _restore_rng(state: dict, ctx: distributed.Context, seed: int) -> None:
 
 def train_batch(batch: dict, frontend, data_cfg, device: torch.device) -> TrainBatch:
     """Every video and audio slot of a collated batch, augmented (video on the device when
-    `data.augment.on_device`), normalised, turned into spectrograms and on the device."""
+    `data.augment.on_device`), normalised, turned into spectrograms and on the device.
+
+    Nothing here waits for the device: copies are non-blocking (from pinned memory on CUDA), the augmentation
+    parameters stay on the CPU where `augment_video_batch` takes its per-sample decisions, and the batch keeps the
+    loader's CPU masks and labels (`TrainBatch.host`) for the decisions and row indices objectives take on the
+    host. Masks and labels are copied even on a CPU run, so that the device copies are never the host ones."""
+    def to_device(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device, non_blocking=True, copy=True)
+
     if "video_raw" in batch or "video_luma" in batch:  # data.augment.on_device: pixels augmented here
         if "video_luma" in batch:  # the workers sent decoded YUV planes: colour conversion here too
             raw = yuv420_to_rgb(batch["video_luma"].to(device, non_blocking=True),
                                 batch["video_chroma"].to(device, non_blocking=True))
         else:
             raw = batch["video_raw"].to(device, non_blocking=True)
-        params = {k: v.to(device) for k, v in batch["video_params"].items()}
-        video = augment_video_batch(raw, params, data_cfg.clip.size)
+        video = augment_video_batch(raw, batch["video_params"], data_cfg.clip.size)
         video = video.view(-1, batch["video_windows"], *video.shape[1:])
     else:
         video = normalize_video(batch["video"].to(device, non_blocking=True).flatten(0, 1))
@@ -384,12 +422,13 @@ def train_batch(batch: dict, frontend, data_cfg, device: torch.device) -> TrainB
     spectrogram = frontend(waves.flatten(0, 1))
     spectrogram = spectrogram.view(*waves.shape[:2], *spectrogram.shape[1:])
     if "spec_masks" in batch:  # one set of masks per sample, applied to all its audio slots
-        masks = {k: v.to(device) for k, v in batch["spec_masks"].items()}
+        masks = {k: to_device(v) for k, v in batch["spec_masks"].items()}
         spectrogram = apply_spec_masks(spectrogram, masks)
-    labels = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch["labels"].items()}
+    labels = {k: to_device(v) if isinstance(v, torch.Tensor) else v for k, v in batch["labels"].items()}
+    host = {"video_mask": batch["video_mask"], "audio_mask": batch["audio_mask"], "labels": batch["labels"]}
     return TrainBatch(
-        video=video, audio=spectrogram, video_mask=batch["video_mask"].to(device),
-        audio_mask=batch["audio_mask"].to(device), items=batch["items"].to(device), labels=labels,
+        video=video, audio=spectrogram, video_mask=to_device(batch["video_mask"]),
+        audio_mask=to_device(batch["audio_mask"]), items=to_device(batch["items"]), labels=labels, host=host,
     )
 
 

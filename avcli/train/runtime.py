@@ -24,13 +24,52 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def has_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bf16 natively: CPUs (autocast emulates what it lacks) and CUDA GPUs of compute
+    capability 8.0 or later (A100, H100, RTX 30xx/40xx). V100 and T4 (7.x) only emulate it, far slower than fp16
+    (`torch.cuda.is_bf16_supported()` says yes for them too unless asked without emulation)."""
+    if device.type != "cuda":
+        return True
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """The precision a run trains in: "bf16", "fp16" (autocast with loss scaling) or "fp32".
+
+    auto: bf16 autocast on GPUs that have it, fp16 autocast with a GradScaler on older GPUs (V100, T4: their
+    tensor cores do fp16 only; bf16 would run emulated), fp32 on CPU. An explicit bf16 on an older GPU is refused
+    rather than silently emulated."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if has_bf16(device) else "fp16"
+    if precision == "bf16" and not has_bf16(device):
+        name = torch.cuda.get_device_name(device)
+        raise UsageError(f"training.precision=bf16: {device} ({name}) has no native bf16; use precision: auto (fp16 "
+                         "with loss scaling on this GPU) or fp32")
+    return precision
+
+
+def describe_precision(precision: str, device: torch.device) -> str:
+    return {"bf16": f"bf16 autocast on {device}", "fp32": f"fp32 on {device}",
+            "fp16": f"fp16 autocast with loss scaling on {device}"}[precision]
+
+
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA by default (auto) or when asked; fp32 otherwise. Never pure fp16: bf16 has fp32's
-    range, so no loss scaling (and no GradScaler state in checkpoints) is needed."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
+    """The autocast context of a resolved precision (`resolve_precision`): bf16 or fp16 autocast, or nothing for
+    fp32. The losses always compute their similarities in float32 (`avcli.losses.precision`)."""
+    if precision == "auto":  # callers that did not resolve it (benchmarks): as a run would
+        precision = resolve_precision(device, precision)
+    if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 (small gradients would underflow fp16's range); a disabled, pass-through scaler
+    otherwise. Its state (the scale) is saved with the checkpoint."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
 def seed_everything(seed: int) -> None:

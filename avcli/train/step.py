@@ -7,13 +7,15 @@
 - `BufferSnapshot`: a step whose loss is not finite is skipped, but its forward already moved state (memory
   banks, queues, batch-norm statistics); the snapshot taken before the step puts it back.
 - `agree`: one small all-reduce per step in which the ranks pool their loss, whether it was finite and whether a
-  stop was requested, so every rank takes the same decisions (skip, stop) at the same step.
+  stop was requested, so every rank takes the same decisions (skip, stop) at the same step; its result is the one
+  value a step reads back from the device.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,38 +52,76 @@ def for_ranks(step: TrainStep, ctx: Context) -> nn.Module:
 
 
 class BufferSnapshot:
-    """Copies of a module's buffers, to undo what a skipped step's forward changed."""
+    """What a skipped step's forward changed, put back (`take` before the step, `restore` after a skip).
+
+    Large state is journalled by its owner, not copied: memory banks and feature queues (any module with
+    `begin_journal`/`rollback`) record the rows they overwrite, B rows a step instead of the whole N×D bank — a
+    copy per step would double the banks' GPU memory and read and write all of it every step. The remaining
+    persistent buffers (batch-norm statistics, agreement statistics, counters) are small and are copied.
+    Non-persistent buffers are constants (lookup tables) and are left alone."""
 
     def __init__(self, module: nn.Module):
-        self.buffers = [b for b in module.buffers() if b.numel()]
+        self.journaled = [m for m in module.modules() if hasattr(m, "begin_journal") and hasattr(m, "rollback")]
+        owned = {id(b) for m in self.journaled for b in m.buffers()}
+        self.buffers = [b for m in module.modules() for name, b in m.named_buffers(recurse=False)
+                        if b.numel() and id(b) not in owned and name not in m._non_persistent_buffers_set]
         self.saved: list[torch.Tensor] = []
 
+    @torch.no_grad()
     def take(self) -> None:
+        for m in self.journaled:
+            m.begin_journal()
         if len(self.saved) != len(self.buffers):
             self.saved = [b.detach().clone() for b in self.buffers]
             return
         for saved, b in zip(self.saved, self.buffers):
-            saved.copy_(b)
+            saved.copy_(b, non_blocking=True)
 
     @torch.no_grad()
     def restore(self) -> None:
+        for m in self.journaled:
+            m.rollback()
         for saved, b in zip(self.saved, self.buffers):
             b.copy_(saved)
 
 
-def agree(loss: float, finite: bool, stop: bool, ctx: Context) -> tuple[float, bool, bool]:
-    """(mean loss over ranks, finite on every rank, stop requested on any rank)."""
-    if not ctx.distributed:
-        return loss, finite, stop
-    flags = torch.tensor([loss if finite else 0.0, float(not finite), float(stop)], dtype=torch.float64,
-                         device=ctx.device)
-    all_reduce_sum(flags)
-    any_nonfinite = bool(flags[1] > 0)
-    return (math.nan if any_nonfinite else float(flags[0]) / ctx.world_size), not any_nonfinite, bool(flags[2] > 0)
+@dataclass
+class StepOutcome:
+    """What every rank knows about a step after `agree`: the mean loss over ranks, whether the loss was finite on
+    every rank, whether the gradient is finite (None: not measured), whether any rank asked to stop, the global
+    gradient norm (None when not measured)."""
+
+    loss: float
+    finite: bool
+    grads_finite: bool | None
+    stop: bool
+    grad_norm: float | None
 
 
-def clip_gradients(parameters, max_norm: float | None) -> float | None:
-    """The global gradient norm (None when clipping is off), after clipping it to `max_norm`."""
-    if max_norm is None:
-        return None
-    return float(nn.utils.clip_grad_norm_(parameters, max_norm))
+def agree(loss: torch.Tensor | float, stop: bool, ctx: Context, grad_norm: torch.Tensor | None = None) -> StepOutcome:
+    """The ranks pool their step loss (a 0-d tensor on the device), its finiteness and their stop requests in one
+    all-reduce, and read the result — with the gradient norm — in one transfer: the only time a training step
+    waits for the device (the skip and stop decisions need it; everything else is read on logging steps)."""
+    loss = torch.as_tensor(loss, dtype=torch.float64, device=ctx.device).detach().to(torch.float64)
+    finite = torch.isfinite(loss)
+    parts = [torch.where(finite, loss, 0.0), (~finite).to(torch.float64),
+             torch.full((), float(stop), dtype=torch.float64, device=loss.device)]
+    if grad_norm is not None:  # the same on every rank (DDP averaged the gradients): summed, then divided
+        parts.append(grad_norm.detach().to(device=loss.device, dtype=torch.float64))
+    flags = torch.stack(parts)
+    if ctx.distributed:
+        all_reduce_sum(flags)
+    values = flags.tolist()
+    world = ctx.world_size if ctx.distributed else 1
+    any_nonfinite = values[1] > 0
+    norm = values[3] / world if grad_norm is not None else None
+    return StepOutcome(
+        loss=math.nan if any_nonfinite else values[0] / world, finite=not any_nonfinite,
+        grads_finite=None if norm is None else math.isfinite(norm), stop=values[2] > 0, grad_norm=norm,
+    )
+
+
+def clip_gradients(parameters, max_norm: float | None) -> torch.Tensor:
+    """The global gradient norm as a 0-d tensor on the device (nothing is read on the host), after clipping it to
+    `max_norm` (None: measured only)."""
+    return nn.utils.clip_grad_norm_(parameters, math.inf if max_norm is None else max_norm)

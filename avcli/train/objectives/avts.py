@@ -19,9 +19,15 @@ from torch import nn
 
 from avcli.losses import (FusedSyncClassifier, avts_margin_loss, best_threshold, cross_validated_sync_accuracy,
                           fused_sync_loss)
+from avcli.losses.avts import masked_pair_loss
+from avcli.losses.precision import full_precision
 from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
-from avcli.train.objectives.base import Objective, TrainBatch
+from avcli.train.objectives.base import Objective, TrainBatch, on_device
 from avcli.train.objectives.xid import embed_pair
+
+# the kinds of pair the sync-pair sampler labels (labels["negative"]) and their names in the health figures
+PAIR_KINDS = ("none", "easy", "hard", "superhard")
+PAIR_NAMES = ("positive", "easy", "hard", "superhard")
 
 
 class AVTSObjective(Objective):
@@ -55,9 +61,9 @@ class AVTSObjective(Objective):
         if not self.bins and not self.center:
             return embed_pair(model, batch)
         video, audio = batch.video[:, 0], batch.audio[:, 0]
-        if self.bins:
-            v = F.adaptive_max_pool1d(model.video.stages(video, upto=3)[-1].amax(dim=(3, 4)), self.bins)  # B×C×K
-            a = model.audio.stages(audio, upto=3)[-1].amax(dim=3)  # B×C×T (spectrogram time, frequency pooled)
+        if self.bins:  # the stage maps through the towers' own call: channels_last and torch.compile apply
+            v = F.adaptive_max_pool1d(model.video(video, upto=3)[-1].amax(dim=(3, 4)), self.bins)  # B×C×K
+            a = model.audio(audio, upto=3)[-1].amax(dim=3)  # B×C×T (spectrogram time, frequency pooled)
             length = a.shape[2]
             first = min(int(round(self.audio_span[0] * length)), length - 1)
             last = max(int(round(self.audio_span[1] * length)), first + 1)
@@ -66,9 +72,10 @@ class AVTSObjective(Objective):
         else:
             v, a = model.video_head.net(model.video(video)), model.audio_head.net(model.audio(audio))
         v, a = v.float(), a.float()
-        if self.center:
-            v, a = self.center_video(v), self.center_audio(a)
-        return F.normalize(v, dim=1), F.normalize(a, dim=1)
+        with full_precision():
+            if self.center:
+                v, a = self.center_video(v), self.center_audio(a)
+            return F.normalize(v, dim=1), F.normalize(a, dim=1)
 
     def predict(self, v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(bool "in sync" per pair, fused logits or None)."""
@@ -85,43 +92,26 @@ class AVTSObjective(Objective):
             loss = avts_margin_loss(v, a, positive, self.cfg.margin)
         else:
             loss = fused_sync_loss(logits, positive)
-        stats = sync_stats(predicted.detach(), positive, batch.labels["negative"])
-        if self.cfg.batch_negatives and world_size() > 1:
-            extra = self._batch_negative_loss_across_ranks(v, a, batch.items[:, 0], batch.items[:, 1])
-            stats["loss_batch_negatives"] = float(extra.detach())
-            loss = loss + extra
-        elif self.cfg.batch_negatives:
+        stats = sync_stats(predicted.detach(), positive, pair_kinds(batch.labels["negative"], v.device))
+        if self.cfg.batch_negatives:
             extra = self._batch_negative_loss(v, a, batch.items[:, 0], batch.items[:, 1])
-            stats["loss_batch_negatives"] = float(extra.detach())
+            stats["loss_batch_negatives"] = extra.detach()
             loss = loss + extra
         return loss, stats
 
     def _batch_negative_loss(self, v, a, video_items, audio_items) -> torch.Tensor:
         """The sampled pairs' loss over every (video i, audio j) pairing of the batch whose items differ: easy
-        negatives by construction (another video's sound), B·(B−1) of them instead of about B/2."""
-        pairs = video_items[:, None] != audio_items[None, :]
-        vi, aj = torch.nonzero(pairs, as_tuple=True)
-        if vi.numel() == 0:
-            return v.sum() * 0.0
-        negative = torch.zeros(vi.numel(), dtype=torch.bool, device=v.device)
-        if self.classifier is None:
-            return avts_margin_loss(v[vi], a[aj], negative, self.cfg.margin)
-        return fused_sync_loss(self.classifier(v[vi], a[aj]), negative)
-
-    def _batch_negative_loss_across_ranks(self, v, a, video_items, audio_items) -> torch.Tensor:
-        """This rank's videos against every rank's sounds; the pair mean scaled by this rank's share of all pairs."""
-        a_all, _ = all_gather_with_grad(a)
-        pairs = video_items[:, None] != all_gather(audio_items)[None, :]
-        vi, aj = torch.nonzero(pairs, as_tuple=True)
-        total = int(all_reduce_sum(torch.tensor([vi.numel()], device=v.device)).item())
-        if vi.numel() == 0:
-            return (v.sum() + a_all.sum()) * 0.0  # still part of the graph: the gather's backward pairs up
-        negative = torch.zeros(vi.numel(), dtype=torch.bool, device=v.device)
-        if self.classifier is None:
-            mean = avts_margin_loss(v[vi], a_all[aj], negative, self.cfg.margin)
-        else:
-            mean = fused_sync_loss(self.classifier(v[vi], a_all[aj]), negative)
-        return mean * vi.numel() * world_size() / total
+        negatives by construction (another video's sound), B·(B−1) of them instead of about B/2. Across ranks,
+        this rank's videos against every rank's sounds (gathered with gradient), its share being its pairs' sum
+        over the global pair count, which stays on the device: a masked mean, no pair list built on the host."""
+        distributed = world_size() > 1
+        a_all = all_gather_with_grad(a)[0] if distributed else a
+        pairs = video_items[:, None] != (all_gather(audio_items) if distributed else audio_items)[None, :]
+        scorer = None if self.classifier is None else self.classifier
+        total, count = masked_pair_loss(v, a_all, pairs, self.cfg.margin, scorer)
+        if not distributed:
+            return total / count.clamp(min=1)
+        return total * world_size() / all_reduce_sum(count.clone()).clamp(min=1)
 
     @torch.no_grad()
     def held_out_stats(self, model, batches, chunk: int = 64) -> dict:
@@ -133,6 +123,7 @@ class AVTSObjective(Objective):
         if isinstance(batches, TrainBatch):
             batches = [batches.rows(slice(start, start + chunk)) for start in range(0, batches.size, chunk)]
         predicted, scores, videos, audios, positive, kinds = [], [], [], [], [], []
+        device = None
         for part in batches:
             v, a = self.embed(model, part)
             decision, logits = self.predict(v, a)
@@ -142,7 +133,9 @@ class AVTSObjective(Objective):
             audios.append(a)
             positive.append(part.labels["sync"].bool())
             kinds.extend(part.labels["negative"])
+            device = v.device
         positive = torch.cat(positive)
+        kinds = pair_kinds(kinds, device)
         stats = sync_stats(torch.cat(predicted), positive, kinds)
         score = torch.cat(scores)
         if score.numel() >= 4:  # the threshold the pairs support, scored on pairs it was not chosen on
@@ -172,39 +165,47 @@ def _third_stage_channels(model, data) -> tuple[int, int]:
         device = next(model.parameters()).device
         video = torch.zeros(1, 3, clip.frames, clip.size, clip.size, device=device)
         audio = frontend(torch.zeros(1, int(round(clip.audio_seconds * clip.sample_rate)))).to(device)
-        return model.video.stages(video, upto=3)[-1].shape[1], model.audio.stages(audio, upto=3)[-1].shape[1]
+        return model.video(video, upto=3)[-1].shape[1], model.audio(audio, upto=3)[-1].shape[1]
     finally:
         model.train(was_training)
 
 
-def sync_stats(predicted: torch.Tensor, positive: torch.Tensor, negative_kinds: list[str]) -> dict:
-    """Accuracy overall and per kind of pair (positives, easy, hard, superhard negatives present)."""
+def pair_kinds(negative_kinds: list[str], device: torch.device) -> torch.Tensor:
+    """The sampler's kind of each pair ("none" = positive, "easy", "hard", "superhard") as codes on the device,
+    built on the host and copied without waiting."""
+    return on_device(torch.tensor([PAIR_KINDS.index(k) for k in negative_kinds], dtype=torch.long), device)
+
+
+def _mean_per_kind(values: torch.Tensor, kinds: torch.Tensor, prefix: str) -> dict:
+    """{prefix_name: mean of `values` over the pairs of that kind} as 0-d tensors, NaN for kinds absent here.
+    `kinds`: codes (`pair_kinds`) or the sampler's list of names."""
+    if not isinstance(kinds, torch.Tensor):
+        kinds = pair_kinds(list(kinds), values.device)
+    out = {}
+    for code, name in enumerate(PAIR_NAMES):
+        mask = (kinds == code).to(values.dtype)
+        n = mask.sum()
+        out[f"{prefix}_{name}"] = torch.where(n > 0, (values * mask).sum() / n.clamp(min=1), torch.nan)
+    return out
+
+
+def sync_stats(predicted: torch.Tensor, positive: torch.Tensor, kinds: torch.Tensor) -> dict:
+    """Accuracy overall and per kind of pair (NaN for kinds the batch lacks), as 0-d tensors."""
     correct = (predicted == positive).float()
-    stats = {"sync_accuracy": float(correct.mean())}
-    kinds = list(negative_kinds)
-    for kind, name in (("none", "positive"), ("easy", "easy"), ("hard", "hard"), ("superhard", "superhard")):
-        mask = torch.tensor([k == kind for k in kinds], device=correct.device)
-        if bool(mask.any()):
-            stats[f"sync_accuracy_{name}"] = float(correct[mask].mean())
-    return stats
+    return {"sync_accuracy": correct.mean(), **_mean_per_kind(correct, kinds, "sync_accuracy")}
 
 
 
-def embedding_stats(v: torch.Tensor, a: torch.Tensor, negative_kinds: list[str]) -> dict:
+def embedding_stats(v: torch.Tensor, a: torch.Tensor, kinds: torch.Tensor) -> dict:
     """Why sync accuracy is what it is: the mean pair distance ‖v−a‖ per kind of pair (positives must end up
     closer than negatives) and the mean cosine between different samples' embeddings of one modality
     (`mean_cosine_video`/`_audio`; near 1 = collapsed: every clip maps to about the same point, so no pair can be
     told from another, the state the margin loss settles in when it learns nothing, at d ≈ η/2 for every pair)."""
-    stats = {}
-    distance = (v - a).norm(dim=1)
-    kinds = list(negative_kinds)
-    for kind, name in (("none", "positive"), ("easy", "easy"), ("hard", "hard"), ("superhard", "superhard")):
-        mask = torch.tensor([k == kind for k in kinds], device=distance.device)
-        if bool(mask.any()):
-            stats[f"distance_{name}"] = float(distance[mask].mean())
+    stats = _mean_per_kind((v - a).norm(dim=1), kinds, "distance")
     for name, x in (("video", v), ("audio", a)):
         n = x.shape[0]
         if n > 1:
-            gram = x @ x.t()
-            stats[f"mean_cosine_{name}"] = float((gram.sum() - gram.diagonal().sum()) / (n * (n - 1)))
+            with full_precision():
+                gram = x @ x.t()
+            stats[f"mean_cosine_{name}"] = (gram.sum() - gram.diagonal().sum()) / (n * (n - 1))
     return stats

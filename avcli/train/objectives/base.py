@@ -23,20 +23,48 @@ class TrainBatch:
     audio_mask: torch.Tensor  # B×Wa bool
     items: torch.Tensor  # B×W catalog indices of every window, on the device
     labels: dict  # the sampler's labels, collated (tensors on the device, strings as lists)
+    # the loader's CPU tensors ("video_mask", "audio_mask", "labels"): what objectives decide on the host — how
+    # many rows hold a pair, which rows to gather — without reading the device copies back
+    host: dict | None = None
 
     @property
     def size(self) -> int:
         return self.video.shape[0]
 
+    def host_mask(self, modality: str) -> torch.Tensor:
+        """The B×W mask of `modality` ("video" or "audio") on the CPU."""
+        if self.host is not None:
+            return self.host[f"{modality}_mask"]
+        return getattr(self, f"{modality}_mask").cpu()  # a batch made without the loader (tests, benchmarks)
+
+    def host_label(self, key: str) -> torch.Tensor:
+        if self.host is not None:
+            return self.host["labels"][key]
+        return self.labels[key].cpu()
+
     def rows(self, rows: slice) -> "TrainBatch":
-        """The samples `rows` of the batch (labels sliced alike)."""
+        """The samples `rows` of the batch (labels and host views sliced alike)."""
         labels = {k: v[rows] for k, v in self.labels.items()}
+        host = None
+        if self.host is not None:
+            host = {"video_mask": self.host["video_mask"][rows], "audio_mask": self.host["audio_mask"][rows],
+                    "labels": {k: v[rows] for k, v in self.host["labels"].items()}}
         return TrainBatch(self.video[rows], self.audio[rows], self.video_mask[rows], self.audio_mask[rows],
-                          self.items[rows], labels)
+                          self.items[rows], labels, host)
+
+
+def on_device(index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A row index computed on the host, on the training device without waiting for it."""
+    return index.to(device, non_blocking=True)
 
 
 class Objective(nn.Module):
-    """`forward(model, batch)` → (scalar loss, {health metric: float}) for one training step.
+    """`forward(model, batch)` → (scalar loss, {health metric: 0-d tensor or float}) for one training step.
+
+    Health figures stay on the device as 0-d tensors (the loop reads them on logging steps only, NaN meaning "not
+    measured in this batch"), and whatever an objective decides from the data (row counts, which rows to gather)
+    comes from the batch's host view, so a step waits for the device once, in the loop. Similarities, logits and
+    soft targets are computed in float32 with autocast off (`avcli.losses.precision`).
 
     With several processes, `forward` returns this rank's share of the loss (the shares average to the loss of
     the global batch, as DDP averages gradients) and health figures of the global batch or of this rank's rows
@@ -47,6 +75,23 @@ class Objective(nn.Module):
 
     def forward(self, model: nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    _epoch_host: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """For objectives with an `epoch` buffer (saved, so a resumed run knows its epoch): set it, and its host copy."""
+        self.epoch.fill_(epoch)
+        self._epoch_host = epoch
+
+    def host_epoch(self) -> int:
+        """The `epoch` buffer as the host knows it: read from the device once after a checkpoint load, not per step."""
+        if self._epoch_host is None:
+            self._epoch_host = int(self.epoch)
+        return self._epoch_host
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._epoch_host = None
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before the first step of every epoch; not when a run resumes part-way into an epoch (what was

@@ -21,6 +21,7 @@ import torch
 
 from avcli.losses import (MemoryBank, faulty_positive_weights, retrieval_accuracy, robust_xid_loss,
                           robust_xid_rows, soft_target_pair)
+from avcli.losses.precision import full_precision
 from avcli.train.distributed import all_gather, all_gather_with_grad, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 from avcli.train.objectives.xid import embed_pair
@@ -52,7 +53,7 @@ class RobustXIDObjective(Objective):
         return (v * a).sum(1)
 
     def on_epoch_start(self, epoch: int) -> None:
-        self.epoch.fill_(epoch)
+        self.set_epoch(epoch)
         weights = self.cfg.weights
         if weights is not None and weights.statistics == "bank" and bool(self.visited.any()):
             s = self.agreement()[self.visited].double()
@@ -60,16 +61,19 @@ class RobustXIDObjective(Objective):
             self.sigma.fill_(float(s.std(unbiased=False)) if s.numel() > 1 else 1.0)
             self.stats_ready.fill_(True)
 
-    def _ema_update(self, s: torch.Tensor) -> None:
+    @torch.no_grad()
+    def _ema_update(self, s: torch.Tensor, gate: torch.Tensor) -> None:
+        """Fold the batch's agreement into the EMA of μ and σ when `gate` (a device bool: every pair of the batch
+        has a bank row already); the first folded batch sets them. Decided on the device, never read back."""
         m = self.cfg.weights.ema_momentum
-        mean, std = float(s.double().mean()), float(s.double().std(unbiased=False))
-        if not bool(self.stats_ready):
-            self.mu.fill_(mean)
-            self.sigma.fill_(std)
-            self.stats_ready.fill_(True)
-        else:
-            self.mu.mul_(m).add_((1 - m) * mean)
-            self.sigma.mul_(m).add_((1 - m) * std)
+        s = s.double()
+        mean, std = s.mean(), s.std(unbiased=False)
+        first = ~self.stats_ready
+        mu = torch.where(first, mean, m * self.mu + (1 - m) * mean)
+        sigma = torch.where(first, std, m * self.sigma + (1 - m) * std)
+        self.mu.copy_(torch.where(gate, mu, self.mu))
+        self.sigma.copy_(torch.where(gate, sigma, self.sigma))
+        self.stats_ready.logical_or_(gate)
 
     def weights_for(self, s: torch.Tensor) -> torch.Tensor:
         w = self.cfg.weights
@@ -85,21 +89,25 @@ class RobustXIDObjective(Objective):
         v_all, offset = all_gather_with_grad(v) if distributed else (v, 0)
         a_all, _ = all_gather_with_grad(a) if distributed else (a, 0)
         index_all = all_gather(index) if distributed else index
-        epoch = int(self.epoch)
+        epoch = self.host_epoch()
         stats = {"xmodal_top1": retrieval_accuracy(v_all.detach(), a_all.detach())}
 
         weights = None
         w_cfg = self.cfg.weights
         if w_cfg is not None:
-            s = self.agreement(index_all).to(v.dtype)
-            if w_cfg.statistics == "ema" and bool(self.visited[index_all].all()):
-                self._ema_update(s)
-            if epoch >= w_cfg.start_epoch and bool(self.stats_ready):
-                weights = self.weights_for(s)
-                stats.update(self._faulty_split(weights, index_all, "weight"))  # the rule's, whatever trains
+            with full_precision():
+                s = self.agreement(index_all).to(v.dtype)
+            if w_cfg.statistics == "ema":
+                self._ema_update(s, self.visited[index_all].all())
+            if epoch >= w_cfg.start_epoch:
+                # before μ and σ exist (EMA: until a batch of visited pairs) every pair weighs 1: the plain mean
+                ready = self.stats_ready
+                rule = torch.where(ready, self.weights_for(s), 1.0)
+                stats.update(self._faulty_split(rule, index_all, "weight", ready))  # the rule's, whatever trains
+                weights = rule
                 if w_cfg.source == "known_faulty":
-                    weights = torch.where(self.faulty[index_all], w_cfg.w_min, 1.0).to(s.dtype)
-                stats["weight_mean"] = float(weights.mean())
+                    weights = torch.where(ready & self.faulty[index_all], w_cfg.w_min, 1.0).to(s.dtype)
+                stats["weight_mean"] = torch.where(ready, weights.mean(), torch.nan)
 
         targets = None
         t_cfg = self.cfg.soft_targets
@@ -107,7 +115,7 @@ class RobustXIDObjective(Objective):
             v_bank, a_bank = self.banks.bank("video")[index_all], self.banks.bank("audio")[index_all]
             targets = soft_target_pair(t_cfg.estimator, v_all, a_all, v_bank.to(v.dtype), a_bank.to(v.dtype),
                                        lam=t_cfg.lam, tau_s=t_cfg.tau_s, tau_t=t_cfg.tau_t)
-            stats["target_self"] = float(targets[0].diagonal().mean())  # weight left on the true pair
+            stats["target_self"] = targets[0].diagonal().mean()  # weight left on the true pair
 
         if distributed:
             loss = self._local_share(v, a, v_all, a_all, offset, weights, targets)
@@ -131,15 +139,18 @@ class RobustXIDObjective(Objective):
 
     # ------------------------------------------------------------------ health
 
-    def _faulty_split(self, weights: torch.Tensor, index: torch.Tensor, name: str) -> dict:
+    def _faulty_split(self, weights: torch.Tensor, index: torch.Tensor, name: str,
+                      valid: torch.Tensor | None = None) -> dict:
+        """Mean of `weights` over the faulty and over the clean pairs of `index`, as 0-d tensors (NaN where the
+        batch has none of a kind, or where `valid` is False)."""
         if self.faulty.numel() == 0:
             return {}
-        faulty = self.faulty[index]
         out = {}
-        if bool(faulty.any()):
-            out[f"{name}_faulty"] = float(weights[faulty].mean())
-        if bool((~faulty).any()):
-            out[f"{name}_clean"] = float(weights[~faulty].mean())
+        for kind, mask in (("faulty", self.faulty[index]), ("clean", ~self.faulty[index])):
+            count = mask.sum()
+            mean = (weights * mask).sum() / count.clamp(min=1)
+            ok = count > 0 if valid is None else (count > 0) & valid
+            out[f"{name}_{kind}"] = torch.where(ok, mean.double(), torch.nan)
         return out
 
     @torch.no_grad()
@@ -151,8 +162,9 @@ class RobustXIDObjective(Objective):
             return {}
         index = torch.nonzero(self.visited).squeeze(1)
         s = self.agreement(index).double()
-        stats = {f"bank_{k}": v for k, v in self._faulty_split(self.weights_for(s), index, "weight").items()}
-        agreement = self._faulty_split(s, index, "agreement")
+        split = self._faulty_split(self.weights_for(s), index, "weight")
+        stats = {f"bank_{k}": float(v) for k, v in split.items() if not torch.isnan(v)}
+        agreement = {k: float(v) for k, v in self._faulty_split(s, index, "agreement").items() if not torch.isnan(v)}
         if len(agreement) == 2 and s.numel() > 1:
             stats.update({f"bank_{k}": v for k, v in agreement.items()})
             sigma = float(s.std(unbiased=False))

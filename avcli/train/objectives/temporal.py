@@ -11,7 +11,9 @@ The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py
 Extra negatives: the anchor video played backwards (always), and for video–video the main clip when it is
 transformed (another speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of
 past video embeddings, from `extra_positives_start_epoch` on (see there why not from the first step).
-A slot the sampler could not place (item too short) is masked out of the terms that need it.
+A slot the sampler could not place (item too short) is masked out of the terms that need it. Which rows hold
+which windows is read from the batch's host view (the loader's CPU masks): rows are gathered by index on the
+device and counted on the host, so no step waits for the device to learn a count.
 
 Across several processes the contrastive terms use every rank's positives (gathered with gradient; ranks may
 hold different numbers of usable video–video pairs), each rank's share being its rows' losses over the global
@@ -28,8 +30,9 @@ from torch import nn
 
 from avcli.losses import (FeatureQueue, TemporalHeads, binary_accuracy, contrastive_rows, contrastive_with_extras,
                           direction_loss, order_loss, speed_loss)
-from avcli.train.distributed import all_gather, all_gather_with_grad, all_reduce_sum, world_size
-from avcli.train.objectives.base import Objective, TrainBatch
+from avcli.losses.precision import full_precision
+from avcli.train.distributed import all_gather, all_gather_with_grad, host_count, world_size
+from avcli.train.objectives.base import Objective, TrainBatch, on_device
 
 MAIN, SECOND, CROSS = 0, 1, 2
 
@@ -50,20 +53,21 @@ class TemporalObjective(Objective):
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))  # saved: a resumed run knows its epoch
 
     def on_epoch_start(self, epoch: int) -> None:
-        self.epoch.fill_(epoch)
+        self.set_epoch(epoch)
 
     def forward(self, model, batch: TrainBatch) -> tuple[torch.Tensor, dict]:
         cfg, labels = self.cfg, batch.labels
         vm, am = batch.video_mask, batch.audio_mask
-        fv, fa = present_windows(model.video, batch.video, vm), present_windows(model.audio, batch.audio, am)
+        fv = present_windows(model.video, batch.video, batch.host_mask("video"))
+        fa = present_windows(model.audio, batch.audio, batch.host_mask("audio"))
         terms, stats = {}, {}
 
         speed_class, reverse = labels["speed_class"].long(), labels["reverse"].long()
         if cfg.speed:
             logits_v, logits_a = self.video_heads.speed(fv[:, MAIN]), self.audio_heads.speed(fa[:, MAIN])
             terms["speed"] = cfg.speed * (speed_loss(logits_v, speed_class) + speed_loss(logits_a, speed_class))
-            stats["speed_accuracy"] = float((logits_v.argmax(1) == speed_class).float().mean())
-            stats["speed_accuracy_audio"] = float((logits_a.argmax(1) == speed_class).float().mean())
+            stats["speed_accuracy"] = (logits_v.argmax(1) == speed_class).float().mean()
+            stats["speed_accuracy_audio"] = (logits_a.argmax(1) == speed_class).float().mean()
         if cfg.direction:
             logit_v = self.video_heads.direction(fv[:, MAIN]).squeeze(1)
             logit_a = self.audio_heads.direction(fa[:, MAIN]).squeeze(1)
@@ -87,17 +91,17 @@ class TemporalObjective(Objective):
             stats.update(extra_stats)
 
         loss = sum(terms.values()) if terms else fv.sum() * 0.0
-        stats.update({f"loss_{name}": float(value.detach()) for name, value in terms.items()})
+        stats.update({f"loss_{name}": value.detach() for name, value in terms.items()})
         return loss, stats
 
     def _contrastive(self, model, batch, fv, fa, speed_class, reverse) -> tuple[dict, dict]:
         cfg = self.cfg
-        ev = F.normalize(present_windows(model.video_head, fv, batch.video_mask), dim=-1)  # B×W×D
-        ea = F.normalize(present_windows(model.audio_head, fa, batch.audio_mask), dim=-1)
+        ev = F.normalize(present_windows(model.video_head, fv, batch.host_mask("video")), dim=-1)  # B×W×D
+        ea = F.normalize(present_windows(model.audio_head, fa, batch.host_mask("audio")), dim=-1)
         terms, stats = {}, {}
 
         def extras_for(positive: torch.Tensor):
-            if self.queue is None or int(self.epoch) < cfg.extra_positives_start_epoch:
+            if self.queue is None or self.host_epoch() < cfg.extra_positives_start_epoch:
                 return None  # the queue still fills meanwhile, so its neighbours are ready at the start epoch
             return self.queue.nearest(positive, cfg.extra_positives)
 
@@ -113,14 +117,12 @@ class TemporalObjective(Objective):
                                              extra_mask)
             v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
             terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v + v_to_a)
-            with torch.no_grad():
-                stats["xmodal_top1"] = float(((anchor_v @ anchor_a.t()).argmax(1) ==
-                                              torch.arange(len(anchor_v), device=anchor_v.device)).float().mean())
+            stats["xmodal_top1"] = _top1(anchor_v, anchor_a)
             if self.queue is not None:
                 self.queue.push(anchor_v.detach())
-        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
-        if cfg.video_video and int(pairs.sum()) >= 2:  # two natural-speed clips of one video
-            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+        pairs = self._video_video_rows(batch)
+        if cfg.video_video and pairs.numel() >= 2:  # two natural-speed clips of one video
+            anchor, positive = ev[:, SECOND].index_select(0, pairs), ev[:, CROSS].index_select(0, pairs)
             extra_neg, neg_mask = self._transformed_negatives(batch, ev, pairs, SECOND, speed_class, reverse, backwards)
             terms["video_video"] = cfg.video_video * contrastive_with_extras(
                 anchor, positive, cfg.temperature, extra_neg, extras_for(positive), neg_mask)
@@ -129,12 +131,17 @@ class TemporalObjective(Objective):
         return terms, stats
 
     def _video_audio_present(self, batch) -> tuple[torch.Tensor, list[int]]:
-        """(B×S mask of the rows holding a video–audio pair in each slot, the S slots): every row's main clip, the
-        natural clip where the sampler could place it, or both."""
+        """(B×S host mask of the rows holding a video–audio pair in each slot, the S slots): every row's main clip,
+        the natural clip where the sampler could place it, or both."""
         slots = {"main": [MAIN], "natural": [SECOND], "both": [MAIN, SECOND]}[self.cfg.video_audio_clip]
-        rows = {MAIN: torch.ones_like(batch.video_mask[:, MAIN]),
-                SECOND: batch.video_mask[:, SECOND] & batch.audio_mask[:, SECOND]}
+        video, audio = batch.host_mask("video"), batch.host_mask("audio")
+        rows = {MAIN: torch.ones_like(video[:, MAIN]), SECOND: video[:, SECOND] & audio[:, SECOND]}
         return torch.stack([rows[slot] for slot in slots], dim=1), slots
+
+    def _video_video_rows(self, batch) -> torch.Tensor:
+        """Device indices of the rows holding both natural-speed clips (the video–video pair), from the host mask."""
+        video = batch.host_mask("video")
+        return on_device(rows_of(video[:, SECOND] & video[:, CROSS]), batch.video.device)
 
     def _video_audio_pairs(self, batch, ev, ea, speed_class, reverse, backwards):
         """(video anchors, their sounds, extra negatives, their mask) of every video–audio pair in the batch, row by
@@ -144,25 +151,32 @@ class TemporalObjective(Objective):
         sampler, so the main clip is not repeated among the natural clip's extra negatives: each anchor's only
         extra negative is its own video played backwards."""
         present, slots = self._video_audio_present(batch)
-        anchor_v, anchor_a = ev[:, slots][present], ea[:, slots][present]
+        device = batch.video.device
+        flat = on_device(rows_of(present), device)  # (row, slot) positions, row by row
+
+        def pick(x: torch.Tensor) -> torch.Tensor:
+            return x[:, slots].flatten(0, 1).index_select(0, flat)
+
+        anchor_v, anchor_a = pick(ev), pick(ea)
         if len(slots) == 1:
-            extra, mask = self._transformed_negatives(batch, ev, present[:, 0], slots[0], speed_class, reverse,
-                                                      backwards)
+            rows = on_device(rows_of(present[:, 0]), device)
+            extra, mask = self._transformed_negatives(batch, ev, rows, slots[0], speed_class, reverse, backwards)
             return anchor_v, anchor_a, extra, mask
         if not self.cfg.extra_negatives:
             return anchor_v, anchor_a, None, None
-        return anchor_v, anchor_a, backwards(batch.video[:, slots][present])[:, None], None
+        return anchor_v, anchor_a, backwards(pick(batch.video))[:, None], None
 
     def _transformed_negatives(self, batch, ev, rows, slot, speed_class, reverse, backwards):
-        """Extra negatives of an anchor clip (`rows`, `slot`) and their mask: the clip played backwards, and for a
-        natural-speed anchor also the main clip of the same video when it runs at another speed or reversed."""
+        """Extra negatives of an anchor clip (device row indices `rows`, `slot`) and their mask: the clip played
+        backwards, and for a natural-speed anchor also the main clip of the same video when it runs at another
+        speed or reversed."""
         if not self.cfg.extra_negatives:
             return None, None
-        reversed_clip = backwards(batch.video[rows, slot])
+        reversed_clip = backwards(batch.video[:, slot].index_select(0, rows))
         if slot == MAIN:
             return reversed_clip[:, None], None
-        transformed = ~self.natural_speed[speed_class[rows]] | reverse[rows].bool()
-        extra = torch.stack([reversed_clip, ev[rows, MAIN]], dim=1)
+        transformed = ~self.natural_speed[speed_class.index_select(0, rows)] | reverse.index_select(0, rows).bool()
+        extra = torch.stack([reversed_clip, ev[:, MAIN].index_select(0, rows)], dim=1)
         return extra, torch.stack([torch.ones_like(transformed), transformed], dim=1)
 
     def _contrastive_across_ranks(self, batch, ev, ea, speed_class, reverse, extras_for, backwards):
@@ -172,7 +186,7 @@ class TemporalObjective(Objective):
         cfg, world = self.cfg, world_size()
         terms, stats = {}, {}
         same_size = cfg.video_audio_clip == "main"  # the main clip is in every row; the natural one may be missing
-        if cfg.video_audio and (same_size or _global_count(self._video_audio_present(batch)[0]) >= 2):
+        if cfg.video_audio and (same_size or host_count(self._video_audio_present(batch)[0]) >= 2):
             anchor_v, anchor_a, extra, extra_mask = self._video_audio_pairs(batch, ev, ea, speed_class, reverse,
                                                                              backwards)
             anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=same_size)
@@ -182,14 +196,12 @@ class TemporalObjective(Objective):
                                       extra_mask)
             v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
             terms["video_audio"] = cfg.video_audio * 0.5 * (a_to_v.sum() + v_to_a.sum()) * world / n
-            with torch.no_grad():
-                sim = anchor_v_all.detach() @ anchor_a_all.detach().t()
-                stats["xmodal_top1"] = float((sim.argmax(1) == torch.arange(n, device=sim.device)).float().mean())
+            stats["xmodal_top1"] = _top1(anchor_v_all, anchor_a_all)
             if self.queue is not None:
                 self.queue.push(anchor_v_all.detach())
-        pairs = batch.video_mask[:, SECOND] & batch.video_mask[:, CROSS]
-        if cfg.video_video and _global_count(pairs) >= 2:
-            anchor, positive = ev[pairs, SECOND], ev[pairs, CROSS]
+        pairs = self._video_video_rows(batch)
+        if cfg.video_video and host_count(pairs.numel()) >= 2:
+            anchor, positive = ev[:, SECOND].index_select(0, pairs), ev[:, CROSS].index_select(0, pairs)
             positive_all, offset = all_gather_with_grad(positive, same_size=False)
             extra_neg, neg_mask = self._transformed_negatives(batch, ev, pairs, SECOND, speed_class, reverse, backwards)
             losses = contrastive_rows(anchor, positive_all, offset, cfg.temperature, extra_neg, extras_for(positive),
@@ -200,17 +212,25 @@ class TemporalObjective(Objective):
         return terms, stats
 
 
+def rows_of(mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the True entries of a host (CPU) mask, in row-major order."""
+    return mask.flatten().nonzero().squeeze(1)
+
+
 def present_windows(module: nn.Module, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`module` (an encoder or a projection head) applied to the windows that hold a clip (B×W×… with the B×W
-    `mask`), in float32; the empty windows' rows are zeros. An empty window (zeros the sampler could not place)
-    never goes through the towers: it would cost a forward pass and, worse, pull the BatchNorm statistics of
-    every layer towards those of a blank input."""
-    flat = mask.flatten()
-    out = module(windows.flatten(0, 1)[flat]).float()
-    full = out.new_zeros(flat.shape[0], *out.shape[1:])
-    return full.index_copy(0, flat.nonzero().squeeze(1), out).view(*mask.shape, *out.shape[1:])
+    host `mask`), in float32; the empty windows' rows are zeros. An empty window (zeros the sampler could not
+    place) never goes through the towers: it would cost a forward pass and, worse, pull the BatchNorm statistics
+    of every layer towards those of a blank input. The rows are picked by an index made on the host."""
+    index = on_device(rows_of(mask), windows.device)
+    out = module(windows.flatten(0, 1).index_select(0, index)).float()
+    full = out.new_zeros(mask.numel(), *out.shape[1:])
+    return full.index_copy(0, index, out).view(*mask.shape, *out.shape[1:])
 
 
-def _global_count(mask: torch.Tensor) -> int:
-    """True entries of `mask` over every rank."""
-    return int(all_reduce_sum(mask.sum().reshape(1).long()).item())
+@torch.no_grad()
+def _top1(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """Fraction of videos whose most similar sound is their own (a 0-d tensor)."""
+    with full_precision():
+        sim = video.detach().float() @ audio.detach().float().t()
+    return (sim.argmax(1) == torch.arange(len(video), device=sim.device)).float().mean()

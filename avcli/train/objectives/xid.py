@@ -16,6 +16,7 @@ import torch
 
 from avcli.losses import (MemoryBank, PartitionEstimate, cross_modal_bank_loss, infonce, infonce_local,
                           retrieval_accuracy, sample_negatives)
+from avcli.losses.precision import full_precision
 from avcli.train.distributed import all_gather, all_gather_with_grad, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
 
@@ -61,7 +62,7 @@ class XIDObjective(Objective):
         )
         self.banks.update(index, {"video": v.detach(), "audio": a.detach()}, self.bank_cfg.momentum)
         if self.bank_cfg.loss == "nce":
-            stats["partition_z"] = float(self.z.z)
+            stats["partition_z"] = self.z.z.clone()
         return loss, stats
 
     def _forward_across_ranks(self, v: torch.Tensor, a: torch.Tensor, index: torch.Tensor):
@@ -82,7 +83,7 @@ class XIDObjective(Objective):
         )  # Z's first-batch mean is averaged over ranks by PartitionEstimate itself
         self.banks.update(index_all, {"video": v_all.detach(), "audio": a_all.detach()}, self.bank_cfg.momentum)
         if self.bank_cfg.loss == "nce":
-            stats["partition_z"] = float(self.z.z)
+            stats["partition_z"] = self.z.z.clone()
         return loss, stats
 
 
@@ -109,11 +110,12 @@ class MoviesObjective(Objective):
 
     @torch.no_grad()
     def _stats(self, v: torch.Tensor, a: torch.Tensor, index: torch.Tensor) -> dict:
-        best = (v @ a.t()).argmax(1)
+        with full_precision():
+            best = (v @ a.t()).argmax(1)
         wrong = best != torch.arange(len(best), device=best.device)
         title = self.title_of_item[index]
         same_title = title[best] == title
         return {
-            "xmodal_top1": float((~wrong).float().mean()),
-            "same_title_errors": float((wrong & same_title).sum() / wrong.sum().clamp(min=1)),
+            "xmodal_top1": (~wrong).float().mean(),
+            "same_title_errors": (wrong & same_title).sum() / wrong.sum().clamp(min=1),
         }
