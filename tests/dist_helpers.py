@@ -230,6 +230,7 @@ def global_batchnorm_worker(rank: int, world: int, port: int, out: str) -> None:
                              "grad_b": bn.bias.grad.clone(), "running_mean": bn.running_mean.clone(),
                              "running_var": bn.running_var.clone(), "y_dtype": y.dtype}
         results["temporal_empty_rank"] = temporal_step_with_an_empty_rank(ctx)
+        results["gpu_of_caller_group"] = gpu_of_a_group_made_without_local_rank()
         gathered = distributed.gather_objects(results)
         if rank == 0:
             torch.save(gathered, out)
@@ -259,3 +260,19 @@ def temporal_step_with_an_empty_rank(ctx) -> float:
         loss, _ = runner(batch.rows(rows))
     loss.backward()
     return agree(loss.detach(), False, ctx).loss
+
+
+def gpu_of_a_group_made_without_local_rank() -> str:
+    """The device `setup` picks on a machine with 2 (pretend) GPUs when the caller made the process group and set
+    no LOCAL_RANK: each rank's own GPU, from the host names of the ranks — not cuda:0 for both."""
+    from avcli.train import distributed
+
+    os.environ.pop("LOCAL_RANK", None)
+    saved = {name: getattr(torch.cuda, name) for name in ("is_available", "device_count", "set_device")}
+    torch.cuda.is_available, torch.cuda.device_count = (lambda: True), (lambda: 2)
+    torch.cuda.set_device = lambda device: None
+    try:
+        return str(distributed.setup("auto", timeout_s=60).device)
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.cuda, name, fn)

@@ -60,6 +60,10 @@ def test_a_temporal_step_with_an_empty_rank_under_bf16_autocast_completes(two_ra
     assert losses[0] == losses[1] and torch.isfinite(torch.tensor(losses[0]))
 
 
+def test_a_process_group_made_without_local_rank_puts_each_rank_on_its_own_gpu(two_ranks):
+    assert [r["gpu_of_caller_group"] for r in two_ranks] == ["cuda:0", "cuda:1"]
+
+
 def test_avts_held_out_evaluation_on_rank_0_leaves_the_other_rank_in_step(small_world, tmp_path):
     """The issue's reproduction: avts-tiny under torchrun with a held-out evaluation at every step. The centring
     batch norms used to run their all-reduce on rank 0 alone (gloo: "Received data size doesn't match")."""
