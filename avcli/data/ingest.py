@@ -6,13 +6,15 @@ moment loses at most the rows not yet committed, and the same command redoes exa
 (same size, mtime and content-hash prefix, copy present) are skipped, stale temporary copies are removed, and
 rows are replaced whole, never duplicated. Titles and dataset labels are computed here (cheap, no decoding)
 and are refreshed on re-runs even for unchanged files.
+
+A stop signal (SIGINT, SIGTERM, SIGUSR1), to this process alone or to its whole process group, ends the run
+cleanly: the rows done so far are committed (a commit under way finishes first), the workers, which leave those
+signals to this process (avcli/stop_signals.py), are ended, and the exit code is 4; the same command finishes.
 """
 
 from __future__ import annotations
 
 import csv
-import multiprocessing
-import signal
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -22,6 +24,8 @@ from avcli.data.ingest_file import MEDIA_DIR, IngestOptions, media_files, proces
 from avcli.data.ingest_summary import IngestSummary
 from avcli.errors import Interrupted, UsageError
 from avcli.log import get_logger
+from avcli.stop_signals import (StopSignal, helper_context, leave_stop_signals_to_parent, stop_signals_blocked,
+                                stop_signals_raise)
 
 log = get_logger("ingest")
 
@@ -75,18 +79,15 @@ def _results(paths: list[str], root: Path, options: IngestOptions, known: dict) 
             yield process_file(*arg)
         return
     # spawn, not fork: the parent may run threads (rich progress, SQLite) that a fork would copy mid-flight
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(options.workers, initializer=_ignore_sigint, maxtasksperchild=200) as pool:
+    context = helper_context("spawn")
+    with stop_signals_blocked():  # a stop signal waits until the pool is whole, so that terminating it ends it all
+        pool = context.Pool(options.workers, initializer=leave_stop_signals_to_parent, maxtasksperchild=200)
+    with pool:
         try:
             yield from pool.imap_unordered(_process_star, args, chunksize=1)
         except BaseException:
             pool.terminate()
             raise
-
-
-def _ignore_sigint() -> None:
-    """Ctrl-C is the parent's to handle (commit what is done, exit 4); workers just get terminated."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _process_star(arg: tuple) -> dict:
@@ -131,29 +132,35 @@ def ingest_paths(
 
     def commit() -> None:
         nonlocal last_commit
-        commit_rows(catalog, pending, summary, on_row)
+        with stops.held():  # rows are written and reported whole, or not at all
+            commit_rows(catalog, pending, summary, on_row)
         last_commit = time.monotonic()
 
-    try:
-        for result in _results(ordered, catalog.root, options, known):
-            path = result["path"]
-            annotation = annotate(Path(path)) if annotate else {}
-            if result.get("unchanged"):
-                row = stored[path]
-                refreshed = _with_annotation(row, annotation) if annotation else row
-                if any(refreshed.get(k) != row.get(k) for k in ANNOTATION_COLUMNS):
-                    catalog.upsert([refreshed])
-                summary.count(refreshed, unchanged=True)
-                if on_row:
-                    on_row({**refreshed, "unchanged": True})
-                continue
-            pending.append(_with_annotation(result, annotation))
-            if len(pending) >= options.batch_size or time.monotonic() - last_commit > 1.0:
-                commit()
-        commit()
-    except KeyboardInterrupt:
-        commit()
-        raise Interrupted(f"ingest interrupted; run the same command again to finish ({summary.done} files done)")
+    with stop_signals_raise() as stops:
+        try:
+            for result in _results(ordered, catalog.root, options, known):
+                path = result["path"]
+                annotation = annotate(Path(path)) if annotate else {}
+                if result.get("unchanged"):
+                    row = stored[path]
+                    refreshed = _with_annotation(row, annotation) if annotation else row
+                    with stops.held():
+                        if any(refreshed.get(k) != row.get(k) for k in ANNOTATION_COLUMNS):
+                            catalog.upsert([refreshed])
+                        summary.count(refreshed, unchanged=True)
+                        if on_row:
+                            on_row({**refreshed, "unchanged": True})
+                    continue
+                pending.append(_with_annotation(result, annotation))
+                if len(pending) >= options.batch_size or time.monotonic() - last_commit > 1.0:
+                    commit()
+            commit()
+        except KeyboardInterrupt as stop:  # Ctrl-C, or a stop signal to this process or its group
+            commit()
+            by = f" by {stop.signal}" if isinstance(stop, StopSignal) else ""
+            raise Interrupted(
+                f"ingest interrupted{by}; run the same command again to finish ({summary.done} files done)"
+            ) from None
     summary.finish()
     return summary
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import random
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from avcli.data.video_transforms import eval_video, normalize_video
 from avcli.evaluate.clip_sampling import ClipPlan
 from avcli.log import progress
 from avcli.media.clip_reader import ClipReader
 from avcli.models.stages import STAGE_NAMES, pooled_stages
+from avcli.stop_signals import data_loader
 from avcli.tasks.base import TaskVideo
 
 AUDIO_LAYERS = tuple(f"audio.{name}" for name in STAGE_NAMES)
@@ -110,7 +111,7 @@ def extract_clip_features(
     want_video = "video" in names
     want_audio = any(name.startswith("audio") for name in names)
     dataset = VideoClips(videos, encoders.recipe.data.clip, plan, want_video, want_audio, audio_task, audio_seconds)
-    loader = DataLoader(dataset, batch_size=max(1, batch_clips // plan.count), num_workers=workers,
+    loader = data_loader(dataset, batch_size=max(1, batch_clips // plan.count), num_workers=workers,
                         collate_fn=collate_clips)
     out: dict[str, torch.Tensor] = {}
     with progress() as bar:

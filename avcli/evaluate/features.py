@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from avcli.data.clip_dataset import ReaderCache
 from avcli.data.video_transforms import eval_video, normalize_video
+from avcli.stop_signals import data_loader
 from avcli.tasks.base import TaskVideo
 
 
@@ -57,7 +58,7 @@ def extract_features(
     """{"video": N×D, "audio": N×D} (the modalities asked for), averaged over each video's clips."""
     model, frontend = encoders.model.to(device).eval(), encoders.frontend.to(device).eval()
     dataset = EvalClips(videos, encoders.recipe.data.clip, clips_per_video)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    loader = data_loader(dataset, batch_size=batch_size, num_workers=workers)
     sums: dict[str, torch.Tensor] = {}
     for batch in loader:
         index = batch["video_index"].to(device)

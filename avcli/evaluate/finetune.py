@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from avcli.data.video_transforms import normalize_video
 from avcli.evaluate.classifiers import averaged_top1, clip_top1
 from avcli.evaluate.clip_features import VideoClips, collate_clips, extract_clip_features
 from avcli.evaluate.clip_sampling import ClipPlan, Sampling
 from avcli.log import get_logger
+from avcli.stop_signals import data_loader
 from avcli.tasks.base import FinetuneSchedule, Task
 
 log = get_logger("probe")
@@ -79,7 +79,7 @@ def finetune(encoders, task: Task, modality: str, sampling: Sampling, options: F
                              modality == "video", modality == "audio", task.audio_only, sampling.audio_seconds,
                              random_crop=True)
         order = torch.Generator().manual_seed(options.seed * 1000 + epoch)
-        loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=True, generator=order,
+        loader = data_loader(dataset, batch_size=options.batch_size, shuffle=True, generator=order,
                             num_workers=options.workers, collate_fn=collate_clips)
         total, count = 0.0, 0
         for batch in loader:

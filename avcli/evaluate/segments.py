@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torchaudio.functional as AF
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from avcli.data.clip_dataset import ReaderCache
 from avcli.data.video_transforms import eval_video
@@ -34,6 +34,7 @@ from avcli.evaluate.sources import MediaSource
 from avcli.evaluate.video_embeddings import audible, check_space, encode_batch
 from avcli.log import get_logger
 from avcli.media.clip_reader import ClipReadError
+from avcli.stop_signals import data_loader
 
 log = get_logger("segments")
 
@@ -129,7 +130,7 @@ def embed_segments(
     dataset = SegmentClips(sources, segment_s, clip, options.view, options.index_zooms if indexing else (1.0,))
     parts: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
     rows: list[dict] = []
-    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
+    for batch in data_loader(dataset, batch_size=batch_size, num_workers=workers):
         ok = batch["ok"]
         if not ok.any():
             continue

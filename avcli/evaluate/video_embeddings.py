@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from avcli.data.video_transforms import normalize_video
 from avcli.errors import UsageError
 from avcli.evaluate.features import EvalClips
+from avcli.stop_signals import data_loader
 from avcli.tasks.base import TaskVideo
 
 SPACES = ("pooled", "joint")
@@ -59,7 +59,7 @@ def embed_videos(
     dataset = EvalClips(videos, encoders.recipe.data.clip, clips_per_video)
     sums: dict[str, torch.Tensor] = {}
     heard = torch.zeros(len(videos), dtype=torch.bool)
-    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
+    for batch in data_loader(dataset, batch_size=batch_size, num_workers=workers):
         index = batch["video_index"]
         heard[index[audible(batch["audio"])]] = True
         for name, feats in encode_batch(encoders, batch, modalities, space, device).items():

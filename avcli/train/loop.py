@@ -20,7 +20,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from avcli.data.catalog import Catalog
 from avcli.data.audio_transforms import apply_spec_masks
@@ -32,6 +31,7 @@ from avcli.log import get_logger, progress
 from avcli.media.audio_features import build_audio_frontend
 from avcli.models import build_model
 from avcli.recipe import Recipe, recipe_to_yaml, save_recipe
+from avcli.stop_signals import data_loader
 from avcli.train import distributed
 from avcli.train.checkpoint import (
     complete_checkpoints,
@@ -154,7 +154,7 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
         distributed.on_main(lambda: fit_audio_frontend(frontend, dataset, cfg.batch_size, device))
         distributed.broadcast_tensors(frontend.buffers())
 
-    loader = DataLoader(
+    loader = data_loader(  # its workers leave SIGINT/SIGTERM/SIGUSR1 to this process (a group signal too)
         dataset,
         batch_sampler=sampler,
         collate_fn=collate_samples,
