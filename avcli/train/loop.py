@@ -516,4 +516,5 @@ def _stop_requests():
         yield flag
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            # None: a handler installed by C code, which Python cannot reinstate; the default is the nearest
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
