@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -74,8 +76,13 @@ def loader_rate(recipe, items, samples: int) -> float:
     sampler = build_sampler(recipe.data, items, recipe.training.batch_size, recipe.training.seed, 0, 1)
     dataset = ClipDataset(items, recipe.data.clip, recipe.data.augment, train=True, replacement=sampler.replacement,
                           audio_speed=getattr(recipe.data.sampler, "audio_speed", "resample"))
-    sampler.set_epoch(0)
-    specs = [spec for batch in sampler for spec in batch][: samples + 4]
+    specs: list = []
+    for epoch in range(1000):  # a small catalog: as many epochs as it takes
+        sampler.set_epoch(epoch)
+        specs += [spec for batch in sampler for spec in batch]
+        if len(specs) >= samples + 4:
+            break
+    specs = specs[: samples + 4]
     for spec in specs[:4]:  # warm up: open the files
         dataset[spec]
     start = time.perf_counter()
@@ -107,12 +114,21 @@ def extraction_rate(checkpoint: str, items, device: torch.device) -> float:
 
 
 def run_recipe(name: str, catalog: Path, workdir: Path, args, device: torch.device) -> dict:
-    overrides = [f"data.catalog={catalog}", "~data.synthetic", f"training.steps={args.steps}",
+    run_dir = workdir / "runs" / name
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time
+    overrides = [f"data.catalog={catalog}", f"training.steps={args.steps}",
                  f"training.device={args.device}", "training.log_every=1", f"training.checkpoint_every={10**9}",
-                 f"output.run_dir={workdir / 'runs' / name}", f"training.workers={args.workers}"]
-    if args.batch:
-        overrides.append(f"training.batch_size={args.batch}")
-    recipe = load_recipe(REPO / "recipes" / f"{name}.yaml", overrides)
+                 f"output.run_dir={run_dir}", f"training.workers={args.workers}"]
+    path = REPO / "recipes" / f"{name}.yaml"
+    tree = yaml.safe_load(path.read_text())
+    if args.batch:  # hierarchical batches hold whole titles: a multiple of clips_per_title
+        per_title = tree["data"]["sampler"].get("clips_per_title", 1)
+        overrides.append(f"training.batch_size={-(-args.batch // per_title) * per_title}")
+    if "epochs" in tree["training"]:  # the length is --steps
+        overrides.append("~training.epochs")
+    if device.type == "cpu" and "held_out_pairs" in tree["method"]:  # a smoke run: AVTS's 1024 pairs take minutes
+        overrides.append("method.held_out_pairs=8")
+    recipe = load_recipe(path, overrides)
     with Catalog(catalog) as opened:
         items = opened.items(status="ok")
     precision = resolve_precision(device, recipe.training.precision)
