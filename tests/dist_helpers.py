@@ -37,6 +37,8 @@ METHODS = {
     "xid_bank": {"kind": "xid", "temperature": 0.1, "memory_bank": {"negatives": 5}},
     "robust_xid": {"kind": "robust_xid", "temperature": 0.1, "weights": {"statistics": "ema", "start_epoch": 0},
                    "soft_targets": {"start_epoch": 0}},
+    "robust_xid_bank": {"kind": "robust_xid", "temperature": 0.1, "bank_negatives": 5,
+                        "weights": {"statistics": "ema", "start_epoch": 0}, "soft_targets": {"start_epoch": 0}},
     "temporal": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16},
     "temporal_natural": {"kind": "temporal", "order": 0.0, "extra_positives": 1, "queue_size": 8, "head_hidden": 16,
                          "video_audio_clip": "natural"},

@@ -390,3 +390,42 @@ def test_robust_xid_loss_rejects_bad_arguments():
         robust_xid_loss(v, v, 0.1, targets=torch.eye(3))
     with pytest.raises(ValueError):
         robust_xid_loss(v, torch.eye(3), 0.1)
+
+
+# ---------------------------------------------------------------------------------------------- bank negatives
+
+
+def test_bank_soft_targets_by_hand():
+    """Query v = e1, a = e2; candidates c0 (the positive), c1 with video rows e1, e2 and audio rows e2, e1."""
+    from avcli.losses import bank_soft_targets
+
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    v, a = e1[None], e2[None]
+    v_cand, a_cand = torch.stack([e1, e2])[None], torch.stack([e2, e1])[None]
+    boot = bank_soft_targets("bootstrap", v, a, v_cand, a_cand, lam=0.5, tau_s=0.5)
+    s = torch.softmax(torch.tensor([1.0 / 0.5, 0.0]), 0)  # v·v̄_c / τ_s
+    assert torch.allclose(boot, 0.5 * s[None] + torch.tensor([[0.5, 0.0]]))
+    swapped = bank_soft_targets("swapped", v, a, v_cand, a_cand, lam=1.0, tau_s=0.5)
+    assert torch.allclose(swapped, torch.softmax(torch.tensor([1.0 / 0.5, 0.0]), 0)[None])  # a·ā_c = 1, 0
+    cycle = bank_soft_targets("cycle", v, a, v_cand, a_cand, lam=1.0, tau_s=0.5, tau_t=0.25)
+    # s_cc = v̄_c·ā_c = 0 for both; a·v̄_c = 0, 1
+    assert torch.allclose(cycle, torch.softmax(torch.tensor([0.0, 2.0]), 0)[None])
+    assert torch.allclose(boot.sum(1), torch.ones(1))
+
+
+def test_robust_bank_rows_by_hand():
+    from avcli.losses import robust_bank_rows
+
+    bank_v = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    bank_a = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.8, 0.6]])
+    v, a = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    index, negatives = torch.tensor([0]), torch.tensor([[1, 2]])
+    tau = 0.5
+    # v→a over audio rows of items 0, 1, 2: v·a_c = 0, 1, 0.8; a→v over video rows: a·v_c = 0, 1, 0.8
+    logits = torch.tensor([0.0, 1.0, 0.8]) / tau
+    one_hot = -torch.log_softmax(logits, 0)[0]
+    got = robust_bank_rows(v, a, bank_v, bank_a, index, negatives, tau)
+    assert torch.allclose(got, one_hot[None])
+    y = torch.tensor([[0.5, 0.25, 0.25]])
+    soft = -(y[0] * torch.log_softmax(logits, 0)).sum()
+    assert torch.allclose(robust_bank_rows(v, a, bank_v, bank_a, index, negatives, tau, (y, y)), soft[None])

@@ -22,6 +22,12 @@ METHODS = {
         {"kind": "robust_xid", "temperature": 0.1, "weights": {"start_epoch": 1}, "soft_targets": {"start_epoch": 1}},
         {"kind": "uniform"},
     ),
+    # AVID's memory-bank form: each query against its bank row and 8 bank negatives, soft targets over them
+    "robust_xid_bank": (
+        {"kind": "robust_xid", "temperature": 0.1, "bank_negatives": 8, "weights": {"start_epoch": 1},
+         "soft_targets": {"start_epoch": 1, "estimator": "cycle"}},
+        {"kind": "uniform"},
+    ),
     # the oracle: the world's known faulty pairs weighted w_min, the others 1
     "robust_xid_known_faulty": (
         {"kind": "robust_xid", "weights": {"start_epoch": 1, "source": "known_faulty"}, "soft_targets": None},
@@ -39,6 +45,7 @@ METHODS = {
 HEALTH = {
     "xid_bank": {"partition_z", "xmodal_top1"},
     "robust_xid": {"weight_mean", "weight_faulty", "weight_clean", "target_self"},
+    "robust_xid_bank": {"weight_mean", "weight_faulty", "weight_clean", "target_self"},
     "robust_xid_known_faulty": {"weight_mean", "weight_faulty", "weight_clean", "bank_agreement_dprime"},
     "avts": {"sync_accuracy", "heldout_sync_accuracy", "heldout_sync_accuracy_hard", "heldout_sync_accuracy_easy"},
     "temporal": {"speed_accuracy", "direction_accuracy", "order_accuracy", "av_order_accuracy", "loss_video_video"},
@@ -48,6 +55,7 @@ HEALTH = {
 STATE = {
     "xid_bank": {"banks.bank_video", "z.z"},
     "robust_xid": {"banks.bank_audio", "visited", "mu", "sigma"},
+    "robust_xid_bank": {"banks.bank_audio", "visited", "mu", "sigma", "_extra_state"},
     "robust_xid_known_faulty": {"banks.bank_audio", "visited", "mu", "sigma"},
     "avts": {"classifier.net.0.weight"},
     "temporal": {"queue.features", "video_heads.speed.weight", "av_order.0.weight"},
@@ -103,7 +111,7 @@ class _StopAfter:
         return False
 
 
-@pytest.mark.parametrize("name", ["xid_bank", "robust_xid", "temporal"])
+@pytest.mark.parametrize("name", ["xid_bank", "robust_xid", "robust_xid_bank", "temporal"])
 def test_resume_keeps_the_objective_state(small_world, tmp_path, monkeypatch, name):
     """Banks, Z, agreement statistics and queues come back from the checkpoint: same losses as a straight run."""
     import avcli.train.loop as loop

@@ -46,3 +46,15 @@ def test_projections_are_unit_length():
         a = model.embed_audio(torch.randn(3, 1, 100, 32))
     assert v.shape == a.shape == (3, 8)
     assert torch.allclose(v.norm(dim=1), torch.ones(3)) and torch.allclose(a.norm(dim=1), torch.ones(3))
+
+
+def test_projector_depth_follows_avid_proj_dim():
+    """layers: 3 is AVID-CMA's proj_dim [512, 512, 128] (models/av_wrapper.py Head): 512→512, ReLU, 512→512, ReLU,
+    512→128."""
+    model = build_model(Model.model_validate({
+        "video": {"name": "tiny_r2plus1d", "width": 64}, "audio": {"name": "tiny_conv2d", "width": 64},
+        "projector": {"hidden_dim": 512, "out_dim": 128, "layers": 3},
+    }))
+    linears = [(m.in_features, m.out_features) for m in model.video_head.net if isinstance(m, torch.nn.Linear)]
+    assert linears == [(512, 512), (512, 512), (512, 128)]
+    assert [type(m).__name__ for m in model.video_head.net] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]

@@ -375,6 +375,26 @@ def test_temporal_contrastive_uses_masked_extra_negatives_and_queue_positives():
     assert not math.isclose(loss2.item(), loss.item())  # now 2 queue neighbours join the positives
 
 
+def test_temporal_queue_negatives_join_the_extra_negatives():
+    """queue_negatives: K past embeddings per anchor from the feature queue, as extra negatives. With every queue
+    row the same vector q, the draw is known: the loss is the one with [reversed, transformed main, q, q]."""
+    batch = _temporal_batch()
+    model = ClipModel()
+    objective = TemporalObjective(Temporal(speed=0, direction=0, order=0, av_order=0, video_audio=0,
+                                           extra_positives=0, queue_negatives=2, queue_size=8,
+                                           extra_positives_start_epoch=0), (1, 2, 4), 6, 6, 4, num_items=6)
+    q = F.normalize(torch.tensor([1.0, -1.0, 0.5, 0.0]), dim=0)
+    objective.queue.push(q.repeat(8, 1))
+    loss, _ = objective(model, batch)
+    rows = torch.tensor([True, True, False, True, True, True])
+    ev = model.embed_video(batch.video.flatten(0, 1)).view(6, 3, -1)
+    extra, mask = _natural_anchor_negatives(model, batch, ev, rows)
+    extra = torch.cat([extra, q.repeat(5, 2, 1)], dim=1)
+    mask = torch.cat([mask, torch.ones(5, 2, dtype=torch.bool)], dim=1)
+    expected = contrastive_with_extras(ev[rows, 1], ev[rows, 2], 0.1, extra, None, mask)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_temporal_extra_positives_wait_for_their_start_epoch_while_the_queue_fills():
     batch = _temporal_batch()
     model = ClipModel()

@@ -463,3 +463,21 @@ def test_temporal_parts_can_be_switched_off():
             assert spec.labels["order"] == spec.labels["av_order"] == -1 and spec.labels["reverse"] == 0
             assert spec.labels["speed_class"] in (0, 1)
             assert all(w.video_start is None and w.audio_start is None for w in spec.windows[1:])
+
+
+def test_avid_offsync_places_the_video_over_the_widened_audio_window():
+    """offsync: avid (AVID-CMA datasets/video_db.py _sample_snippet): with 2 s of audio, 0.5 s of video and 0.5 s
+    of jitter, the video starts anywhere from 0.5 s before the audio to 2.0 s after its start (a 2.5 s range);
+    centred keeps it within ±0.5 s of the audio window's middle (0.75 s after its start)."""
+    import numpy as np
+
+    from avcli.data.samplers import ClipGeometry, random_window
+
+    rng = np.random.default_rng(0)
+    for mode, (low, high) in (("avid", (-0.5, 2.0)), ("centred", (0.25, 1.25))):
+        geometry = ClipGeometry(8, 16.0, 2.0, 0.5, mode)
+        offsets = np.array([p.video_start - p.audio_start for p in
+                            (random_window(60.0, geometry, rng) for _ in range(4000))])
+        assert offsets.min() >= low - 1e-9 and offsets.max() <= high + 1e-9
+        assert offsets.min() < low + 0.05 and offsets.max() > high - 0.05  # the whole range is used
+        assert abs(offsets.mean() - 0.75) < 0.05  # uniform around the middle either way

@@ -14,8 +14,10 @@ from avcli.losses.memory_bank import (
 )
 from avcli.losses.robust import (
     AgreementStats,
+    bank_soft_targets,
     faulty_positive_weights,
     pair_agreement,
+    robust_bank_rows,
     robust_xid_loss,
     robust_xid_rows,
     soft_target_pair,
@@ -36,6 +38,7 @@ from avcli.losses.temporal import (
 
 __all__ = [
     "AgreementStats",
+    "bank_soft_targets",
     "FeatureQueue",
     "FusedSyncClassifier",
     "MemoryBank",
@@ -58,6 +61,7 @@ __all__ = [
     "order_loss",
     "pair_agreement",
     "retrieval_accuracy",
+    "robust_bank_rows",
     "robust_xid_loss",
     "robust_xid_rows",
     "sample_negatives",

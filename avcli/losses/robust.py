@@ -284,3 +284,55 @@ def robust_xid_rows(v: torch.Tensor, a: torch.Tensor, v_all: torch.Tensor, a_all
                       + F.cross_entropy(logits_av, labels, reduction="none"))
     y_va, y_av = targets
     return 0.5 * (_soft_xent_rows(logits_va, y_va) + _soft_xent_rows(logits_av, y_av))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Memory-bank negatives (AVID's form of xID, on which Robust-xID builds)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@float32_loss
+def bank_soft_targets(kind: str, v: torch.Tensor, a: torch.Tensor, v_cand: torch.Tensor, a_cand: torch.Tensor,
+                      lam: float = 0.5, tau_s: float = 0.02, tau_t: float = 0.07) -> torch.Tensor:
+    """B×C soft targets for the v→a query v_i over its C bank candidates (candidate 0 = the positive, item i's own
+    bank row; the others its K sampled negatives): y_ic = (1−λ)·1[c=0] + λ·S_ic, with S_ic = softmax_c of the same
+    estimators as `soft_targets`, computed against the candidates' bank features instead of the batch's:
+    bootstrap v_i·v̄_c/τ_s, swapped a_i·ā_c/τ_s, cycle s_cc/τ_t + a_i·v̄_c/τ_s (s_cc = v̄_c·ā_c; the constant
+    s_ii/τ_t cancels). `v_cand`, `a_cand`: B×C×D, the video and audio bank rows of each row's candidates. For the
+    a→v direction swap the modalities. No gradient."""
+    if kind not in SOFT_TARGET_KINDS:
+        raise ValueError(f"unknown soft-target kind {kind!r}; expected one of {', '.join(SOFT_TARGET_KINDS)}")
+    if v_cand.shape != a_cand.shape or v_cand.dim() != 3 or v_cand.shape[0] != v.shape[0]:
+        raise ValueError(f"expected B×C×D candidates for B queries, got {tuple(v_cand.shape)} and "
+                         f"{tuple(a_cand.shape)} for {tuple(v.shape)}")
+    with torch.no_grad():
+        v_q, a_q = v.detach(), a.detach()
+        if kind == "bootstrap":
+            scores = torch.einsum("bd,bcd->bc", v_q, v_cand) / tau_s
+        elif kind == "swapped":
+            scores = torch.einsum("bd,bcd->bc", a_q, a_cand) / tau_s
+        else:
+            scores = (v_cand * a_cand).sum(-1) / tau_t + torch.einsum("bd,bcd->bc", a_q, v_cand) / tau_s
+        targets = lam * torch.softmax(scores, dim=1)
+        targets[:, 0] += 1.0 - lam
+        return targets
+
+
+@float32_loss
+def robust_bank_rows(v: torch.Tensor, a: torch.Tensor, bank_v: torch.Tensor, bank_a: torch.Tensor,
+                     index: torch.Tensor, negatives: torch.Tensor, temperature: float,
+                     targets: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """Per-pair losses L_i = ½·(CE_i^{v→a} + CE_i^{a→v}) against memory-bank candidates: v_i is scored against the
+    audio bank rows of [index_i, negatives_i…] (the positive first), a_i against the video bank rows of the same
+    items, logits = cosine/τ; the banks carry no gradient. `targets`: None (the positive, candidate 0) or the pair
+    (y_va, y_av) of B×(K+1) soft targets (`bank_soft_targets`). Returns B losses (the caller weights them)."""
+    candidates = torch.cat([index.long().unsqueeze(1), negatives.long()], dim=1)  # B×(K+1)
+    a_rows, v_rows = bank_a.detach()[candidates], bank_v.detach()[candidates]
+    logits_va = torch.einsum("bd,bcd->bc", v, a_rows) / temperature
+    logits_av = torch.einsum("bd,bcd->bc", a, v_rows) / temperature
+    if targets is None:
+        zeros = torch.zeros(v.shape[0], dtype=torch.long, device=v.device)
+        return 0.5 * (F.cross_entropy(logits_va, zeros, reduction="none")
+                      + F.cross_entropy(logits_av, zeros, reduction="none"))
+    y_va, y_av = targets
+    return 0.5 * (_soft_xent_rows(logits_va, y_va) + _soft_xent_rows(logits_av, y_av))

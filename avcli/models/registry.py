@@ -19,6 +19,7 @@ AUDIO_ENCODERS = {
     "conv2d_10": "AVID Conv2D-10, width w → 8w-d (512-d at w = 64)",
     "tiny_conv2d": "AVID Conv2D-10 at width 16 by default (CPU runs)",
     "resnet18_2d": "torchvision ResNet-18 with a one-channel stem, 512-d",
+    "vgg_audio": "VGG-like 5-block net (AVTS's audio subnetwork as METHODS.md §3 reads it [U]), width w → 8w-d",
 }
 
 
@@ -26,4 +27,5 @@ def build_model(cfg) -> nn.Module:
     """An AudioVisualModel from the recipe's `model:` section (avcli.recipe.schema.Model)."""
     video = build_video_encoder(cfg.video.name, cfg.video.width)
     audio = build_audio_encoder(cfg.audio.name, cfg.audio.width)
-    return AudioVisualModel(video, audio, cfg.projector.hidden_dim, cfg.projector.out_dim, cfg.projector.batch_norm)
+    return AudioVisualModel(video, audio, cfg.projector.hidden_dim, cfg.projector.out_dim, cfg.projector.batch_norm,
+                            cfg.projector.layers)

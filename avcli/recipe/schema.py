@@ -66,6 +66,11 @@ class Clip(Strict):
     audio_seconds: float = Field(2.0, gt=0, description="audio window length in seconds")
     sample_rate: int = Field(24000, ge=4000, description="audio rate in Hz (mono)")
     max_offsync_s: float = Field(0.0, ge=0, description="random audio/video offset at train time (AVID: 0.5)")
+    offsync: Literal["centred", "avid"] = Field(
+        "centred", description="how the offset is drawn (uniform sampler): centred: the shorter span at the longer "
+        "one's centre ± U(−max_offsync_s, +max_offsync_s); avid: the video start uniform over the audio window "
+        "widened by max_offsync_s on both sides (AVID-CMA datasets/video_db.py _sample_snippet: a 2.5 s range "
+        "for 2 s of audio, 0.5 s of video and 0.5 s)")
 
     @property
     def resize_to(self) -> int:
@@ -215,11 +220,13 @@ class Encoder(Strict):
 
 
 class Projector(Strict):
-    """MLP head per modality: feature → hidden → out, ReLU between, L2-normalised output."""
+    """MLP head per modality: feature → hidden (× layers − 1) → out, ReLU between, L2-normalised output."""
 
     hidden_dim: int = Field(512, ge=1)
     out_dim: int = Field(128, ge=1)
-    batch_norm: bool = Field(False, description="BatchNorm after the hidden layer (not in AVID; helps tiny towers)")
+    layers: int = Field(2, ge=1, le=8, description="linear layers: 2 is feature→hidden→out; AVID-CMA's proj_dim "
+                        "[512, 512, 128] (models/av_wrapper.py Head) is 3: 512→512, ReLU, 512→512, ReLU, 512→128")
+    batch_norm: bool = Field(False, description="BatchNorm after each hidden layer (not in AVID; helps tiny towers)")
 
 
 class Model(Strict):
@@ -295,6 +302,11 @@ class RobustXID(Strict):
     bank_momentum: float = Field(0.5, ge=0, le=1, description="m of the feature bank update")
     weights: Optional[FaultyPositiveWeights] = Field(FaultyPositiveWeights(), description="None: every pair weight 1")
     soft_targets: Optional[SoftTargets] = Field(SoftTargets(), description="None: one-hot targets")
+    bank_negatives: Optional[int] = Field(
+        None, ge=1, description="None: in-batch negatives; K: AVID's memory-bank form instead, each query scored "
+        "(softmax, τ) against its own bank row and K bank rows drawn uniformly from the other items (capped at the "
+        "items − 1), soft targets over those K + 1 candidates (AVID-CMA configs/main/avid/*/Cross-N1024.yaml "
+        "num_negatives: 1024); the bank is the one above (momentum bank_momentum)")
 
 
 class AVTS(Strict):
@@ -361,6 +373,12 @@ class Temporal(Strict):
     )
     extra_negatives: bool = Field(
         True, description="the anchor clip reversed and the clip at the wrong speed as extra negatives"
+    )
+    queue_negatives: int = Field(
+        0, ge=0, description="extra negatives sampled from the evolving feature space: this many past embeddings "
+        "drawn uniformly from the feature queue per anchor (the paper's abstract: positives *and negatives* from the "
+        "feature space [U]; how it samples them is not in avcli's sources, uniform draws are avcli's reading), from "
+        "extra_positives_start_epoch on; 0: the transformed clips are the only extra negatives"
     )
     queue_size: Optional[int] = Field(None, ge=1, description="feature-queue length; default the number of items")
     head_hidden: int = Field(512, ge=1, description="hidden width of the ordering MLPs")

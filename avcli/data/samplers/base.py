@@ -9,7 +9,10 @@ without replaying the ones before it.
 
 Window placement (METHODS.md §0) lives here and only here: the longer of the two spans (usually the audio
 window) is placed inside the item, the shorter one at its centre, shifted by U(−max_offsync_s, +max_offsync_s)
-and clamped inside the longer span and the item. Items shorter than a clip start at 0 (the reader pads).
+and clamped inside the longer span and the item. With `offsync: avid` a random training window places the video
+as AVID-CMA does instead: uniformly over the audio window widened by max_offsync_s on each side (so it may reach
+beyond the audio window by up to max_offsync_s), clamped inside the item. Items shorter than a clip start at 0
+(the reader pads).
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ class ClipGeometry:
     fps: float
     audio_seconds: float
     max_offsync_s: float = 0.0
+    offsync: str = "centred"
 
     @classmethod
     def of(cls, clip) -> "ClipGeometry":
-        """From avcli.recipe.schema.Clip or any object with those attributes (max_offsync_s optional)."""
+        """From avcli.recipe.schema.Clip or any object with those attributes (max_offsync_s, offsync optional)."""
         geometry = cls(int(clip.frames), float(clip.fps), float(clip.audio_seconds),
-                       float(getattr(clip, "max_offsync_s", 0.0) or 0.0))
+                       float(getattr(clip, "max_offsync_s", 0.0) or 0.0), str(getattr(clip, "offsync", "centred")))
         if geometry.frames < 1 or geometry.fps <= 0 or geometry.audio_seconds <= 0 or geometry.max_offsync_s < 0:
             raise ValueError(f"invalid clip geometry {geometry}: frames ≥ 1, fps > 0, audio_seconds > 0 and "
                              "max_offsync_s ≥ 0 are required")
@@ -93,9 +97,26 @@ def random_window(duration: float, clip, rng: np.random.Generator, speed: int = 
     (`jitter` defaults to the clip's max_offsync_s)."""
     geometry = clip if isinstance(clip, ClipGeometry) else ClipGeometry.of(clip)
     jitter = geometry.max_offsync_s if jitter is None else jitter
+    if geometry.offsync == "avid" and jitter > 0:
+        return _avid_window(duration, geometry, rng, speed, jitter)
     start = float(rng.random()) * max(duration - geometry.extent(speed), 0.0)
     offset = jitter * (2 * float(rng.random()) - 1) if jitter > 0 else 0.0
     return window_in_extent(start, duration, geometry, speed, offset)
+
+
+def _avid_window(duration: float, geometry: ClipGeometry, rng: np.random.Generator, speed: int,
+                 jitter: float) -> Placement:
+    """AVID-CMA's training window (datasets/video_db.py `_sample_snippet`): the longer span uniformly in the item,
+    the shorter one uniformly over [longer start − jitter, longer end + jitter − shorter], clamped to the item."""
+    video, audio = geometry.spans(speed)
+    longer, shorter = max(video, audio), min(video, audio)
+    long_start = float(rng.random()) * max(duration - longer, 0.0)
+    low = long_start - jitter
+    short_start = low + float(rng.random()) * (longer + 2 * jitter - shorter)
+    short_start = max(min(short_start, duration - shorter), 0.0)
+    if audio >= video:
+        return Placement(float(long_start), float(short_start))
+    return Placement(float(short_start), float(long_start))
 
 
 def centred_window(item_duration: float | None, clip, speed: int = 1) -> Placement:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from avcli.train.objectives.avts import AVTSObjective
 from avcli.train.objectives.base import Objective, TrainBatch
-from avcli.train.objectives.robust_xid import RobustXIDObjective
+from avcli.train.objectives.robust_xid import RobustXIDBankObjective, RobustXIDObjective
 from avcli.train.objectives.temporal import TemporalObjective
 from avcli.train.objectives.xid import MoviesObjective, XIDObjective
 
@@ -16,7 +16,9 @@ def build_objective(recipe, model, items) -> Objective:
     if method.kind == "xid":
         return XIDObjective(method, len(items), dim, seed=recipe.training.seed)
     if method.kind == "robust_xid":
-        return RobustXIDObjective(method, len(items), dim, faulty=[bool(i.extra.get("faulty", False)) for i in items])
+        kind = RobustXIDBankObjective if method.bank_negatives else RobustXIDObjective
+        return kind(method, len(items), dim, faulty=[bool(i.extra.get("faulty", False)) for i in items],
+                    seed=recipe.training.seed)
     if method.kind == "avts":
         return AVTSObjective(method, dim, model=model, data=recipe.data)
     if method.kind == "temporal":

@@ -10,17 +10,22 @@ also allows `weights.source: known_faulty`, an oracle that trains with w_min for
 others; the reported weights are still the rule's, so they say what the paper's rule would make of the
 agreement that perfect weighting leaves (the upper bound of the method's separation).
 
+With `bank_negatives: K` the contrast is AVID's memory-bank form instead of in-batch: each query is scored against
+its own bank row (the positive) and K rows drawn uniformly from the other items, and soft targets are computed
+over those K + 1 candidates from their bank features. The same weights apply.
+
 Across several processes every rank gathers the batch of all ranks (embeddings with gradient, item indices),
-computes weights, statistics and soft targets on that global batch exactly as one process would, takes its own
-rows' share of the loss, and updates its bank with every rank's embeddings — so all ranks keep one bank.
+computes weights, statistics and soft targets on that global batch exactly as one process would (bank negatives
+come from one generator every rank holds in the same state), takes its own rows' share of the loss, and updates
+its bank with every rank's embeddings — so all ranks keep one bank.
 """
 
 from __future__ import annotations
 
 import torch
 
-from avcli.losses import (MemoryBank, faulty_positive_weights, retrieval_accuracy, robust_xid_loss,
-                          robust_xid_rows, soft_target_pair)
+from avcli.losses import (MemoryBank, bank_soft_targets, faulty_positive_weights, retrieval_accuracy,
+                          robust_bank_rows, robust_xid_loss, robust_xid_rows, sample_negatives, soft_target_pair)
 from avcli.losses.precision import full_precision
 from avcli.train.distributed import all_gather, all_gather_with_grad, world_size
 from avcli.train.objectives.base import Objective, TrainBatch
@@ -28,10 +33,13 @@ from avcli.train.objectives.xid import embed_pair
 
 
 class RobustXIDObjective(Objective):
-    def __init__(self, cfg, num_items: int, dim: int, faulty: list[bool] | None = None):
+    def __init__(self, cfg, num_items: int, dim: int, faulty: list[bool] | None = None, seed: int = 0):
         super().__init__()
         self.cfg = cfg
         self.banks = MemoryBank(num_items, dim)
+        self.negatives = min(cfg.bank_negatives, num_items - 1) if cfg.bank_negatives else 0
+        # bank negatives come from a generator of their own, saved with the objective (as XIDObjective's)
+        self.generator = torch.Generator().manual_seed(seed)
         self.register_buffer("visited", torch.zeros(num_items, dtype=torch.bool))
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
         # μ, σ of the agreement: set at epoch starts (statistics "bank") or by the EMA of batches ("ema")
@@ -109,6 +117,12 @@ class RobustXIDObjective(Objective):
                     weights = torch.where(ready & self.faulty[index_all], w_cfg.w_min, 1.0).to(s.dtype)
                 stats["weight_mean"] = torch.where(ready, weights.mean(), torch.nan)
 
+        if self.negatives:
+            loss = self._bank_loss(v, a, index_all, offset, weights, epoch, stats)
+            self.banks.update(index_all, {"video": v_all.detach(), "audio": a_all.detach()}, self.cfg.bank_momentum)
+            self.visited[index_all] = True
+            return loss, stats
+
         targets = None
         t_cfg = self.cfg.soft_targets
         if t_cfg is not None and epoch >= t_cfg.start_epoch:
@@ -124,6 +138,28 @@ class RobustXIDObjective(Objective):
         self.banks.update(index_all, {"video": v_all.detach(), "audio": a_all.detach()}, self.cfg.bank_momentum)
         self.visited[index_all] = True
         return loss, stats
+
+    def _bank_loss(self, v, a, index_all, offset, weights, epoch, stats) -> torch.Tensor:
+        """This rank's share of the weighted loss against bank candidates: its rows' positives and the negatives
+        one process would draw for the global batch, soft targets from the candidates' bank features."""
+        bank_v, bank_a = self.banks.bank("video"), self.banks.bank("audio")
+        negatives = sample_negatives(index_all.to(bank_a.device), bank_a.shape[0], self.negatives, self.generator)
+        rows = slice(offset, offset + v.shape[0])
+        index, negatives = index_all[rows].to(bank_a.device), negatives[rows]
+        targets = None
+        t_cfg = self.cfg.soft_targets
+        if t_cfg is not None and epoch >= t_cfg.start_epoch:
+            candidates = torch.cat([index.long().unsqueeze(1), negatives], dim=1)
+            v_cand, a_cand = bank_v[candidates].to(v.dtype), bank_a[candidates].to(v.dtype)
+            settings = dict(lam=t_cfg.lam, tau_s=t_cfg.tau_s, tau_t=t_cfg.tau_t)
+            targets = (bank_soft_targets(t_cfg.estimator, v, a, v_cand, a_cand, **settings),
+                       bank_soft_targets(t_cfg.estimator, a, v, a_cand, v_cand, **settings))
+            stats["target_self"] = targets[0][:, 0].mean()  # weight left on the true pair
+        per_pair = robust_bank_rows(v, a, bank_v, bank_a, index, negatives, self.cfg.temperature, targets)
+        if weights is None:
+            return per_pair.mean()
+        w = weights.detach().to(per_pair.dtype)
+        return world_size() * (w[rows] * per_pair).sum() / w.sum().clamp(min=torch.finfo(per_pair.dtype).tiny)
 
     def _local_share(self, v, a, v_all, a_all, offset, weights, targets) -> torch.Tensor:
         """This rank's share: DDP averages the ranks' gradients, so the shares must average to the global loss
@@ -171,3 +207,14 @@ class RobustXIDObjective(Objective):
             if sigma > 0:
                 stats["bank_agreement_dprime"] = (agreement["agreement_clean"] - agreement["agreement_faulty"]) / sigma
         return stats
+
+
+class RobustXIDBankObjective(RobustXIDObjective):
+    """Robust-xID with `bank_negatives`: the negatives' generator is part of the saved state, so a resumed run draws
+    what an uninterrupted one would (a class of its own: in-batch checkpoints keep their keys)."""
+
+    def get_extra_state(self):
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state) -> None:
+        self.generator.set_state(state["generator"])

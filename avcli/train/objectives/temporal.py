@@ -10,7 +10,9 @@ The temporal sampler's three windows per sample (avcli/data/samplers/temporal.py
     positive of the video–video pair.
 Extra negatives: the anchor video played backwards (always), and for video–video the main clip when it is
 transformed (another speed or reversed). Extra positives: the nearest neighbours of the positive in a queue of
-past video embeddings, from `extra_positives_start_epoch` on (see there why not from the first step).
+past video embeddings, from `extra_positives_start_epoch` on (see there why not from the first step). With
+`queue_negatives: K`, K past embeddings drawn uniformly from the same queue join each anchor's extra negatives
+from that epoch on (the paper's "negatives sampled from the evolving feature space"; the draw is avcli's reading).
 A slot the sampler could not place (item too short) is masked out of the terms that need it. Which rows hold
 which windows is read from the batch's host view (the loader's CPU masks): rows are gathered by index on the
 device and counted on the host, so no step waits for the device to learn a count.
@@ -49,7 +51,8 @@ class TemporalObjective(Objective):
         self.av_order = nn.Sequential(
             nn.Linear(video_dim + audio_dim, cfg.head_hidden), nn.ReLU(inplace=True), nn.Linear(cfg.head_hidden, 1)
         )
-        self.queue = FeatureQueue(cfg.queue_size or num_items, embed_dim) if cfg.extra_positives else None
+        wants_queue = cfg.extra_positives or cfg.queue_negatives
+        self.queue = FeatureQueue(cfg.queue_size or num_items, embed_dim) if wants_queue else None
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))  # saved: a resumed run knows its epoch
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -105,14 +108,31 @@ class TemporalObjective(Objective):
                 return None  # the queue still fills meanwhile, so its neighbours are ready at the start epoch
             return self.queue.nearest(positive, cfg.extra_positives)
 
+        def with_queue_negatives(extra, mask, rows: int):
+            """The transformed-clip negatives (rows × M × D and their mask, or None) with `queue_negatives` past
+            embeddings per anchor appended, drawn uniformly from the queue (torch's generator: checkpointed)."""
+            k = cfg.queue_negatives
+            if not k or self.queue is None or self.host_epoch() < cfg.extra_positives_start_epoch or \
+                    self.queue.stored() < k or rows == 0:
+                return extra, mask
+            pick = torch.randint(0, self.queue.stored(), (rows, k), device=self.queue.features.device)
+            drawn = self.queue.features[pick].to(ev.dtype)
+            if extra is None:
+                return drawn, None
+            if mask is None:
+                mask = torch.ones(extra.shape[:2], dtype=torch.bool, device=extra.device)
+            return torch.cat([extra, drawn], dim=1), torch.cat([mask, torch.ones_like(pick, dtype=torch.bool)], dim=1)
+
         def backwards(video: torch.Tensor) -> torch.Tensor:  # the same clip played the other way (dim 2 = time)
             return model.embed_video(video.flip(2)).float()
 
         if world_size() > 1:
-            return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards)
+            return self._contrastive_across_ranks(batch, ev, ea, speed_class, reverse, extras_for, backwards,
+                                                  with_queue_negatives)
         if cfg.video_audio and int(self._video_audio_present(batch)[0].sum()) >= 2:  # clips and their own sound
             anchor_v, anchor_a, extra, extra_mask = self._video_audio_pairs(batch, ev, ea, speed_class, reverse,
                                                                              backwards)
+            extra, extra_mask = with_queue_negatives(extra, extra_mask, len(anchor_a))
             a_to_v = contrastive_with_extras(anchor_a, anchor_v, cfg.temperature, extra, extras_for(anchor_v),
                                              extra_mask)
             v_to_a = contrastive_with_extras(anchor_v, anchor_a, cfg.temperature)
@@ -124,6 +144,7 @@ class TemporalObjective(Objective):
         if cfg.video_video and pairs.numel() >= 2:  # two natural-speed clips of one video
             anchor, positive = ev[:, SECOND].index_select(0, pairs), ev[:, CROSS].index_select(0, pairs)
             extra_neg, neg_mask = self._transformed_negatives(batch, ev, pairs, SECOND, speed_class, reverse, backwards)
+            extra_neg, neg_mask = with_queue_negatives(extra_neg, neg_mask, len(anchor))
             terms["video_video"] = cfg.video_video * contrastive_with_extras(
                 anchor, positive, cfg.temperature, extra_neg, extras_for(positive), neg_mask)
             if self.queue is not None and not cfg.video_audio:
@@ -179,7 +200,8 @@ class TemporalObjective(Objective):
         extra = torch.stack([reversed_clip, ev[:, MAIN].index_select(0, rows)], dim=1)
         return extra, torch.stack([torch.ones_like(transformed), transformed], dim=1)
 
-    def _contrastive_across_ranks(self, batch, ev, ea, speed_class, reverse, extras_for, backwards):
+    def _contrastive_across_ranks(self, batch, ev, ea, speed_class, reverse, extras_for, backwards,
+                                  with_queue_negatives):
         """`_contrastive` with every rank's positives: a rank's share of a term is Σ_local L_i · W / N_global, so
         the shares average to the one-process mean over the global batch. Every branch that holds a collective
         is decided alike on all ranks."""
@@ -192,6 +214,7 @@ class TemporalObjective(Objective):
             anchor_v_all, offset = all_gather_with_grad(anchor_v, same_size=same_size)
             anchor_a_all, _ = all_gather_with_grad(anchor_a, same_size=same_size)
             n = anchor_v_all.shape[0]
+            extra, extra_mask = with_queue_negatives(extra, extra_mask, len(anchor_a))
             a_to_v = contrastive_rows(anchor_a, anchor_v_all, offset, cfg.temperature, extra, extras_for(anchor_v),
                                       extra_mask)
             v_to_a = contrastive_rows(anchor_v, anchor_a_all, offset, cfg.temperature)
@@ -204,6 +227,7 @@ class TemporalObjective(Objective):
             anchor, positive = ev[:, SECOND].index_select(0, pairs), ev[:, CROSS].index_select(0, pairs)
             positive_all, offset = all_gather_with_grad(positive, same_size=False)
             extra_neg, neg_mask = self._transformed_negatives(batch, ev, pairs, SECOND, speed_class, reverse, backwards)
+            extra_neg, neg_mask = with_queue_negatives(extra_neg, neg_mask, len(anchor))
             losses = contrastive_rows(anchor, positive_all, offset, cfg.temperature, extra_neg, extras_for(positive),
                                       neg_mask)
             terms["video_video"] = cfg.video_video * losses.sum() * world / positive_all.shape[0]
