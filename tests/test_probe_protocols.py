@@ -52,17 +52,24 @@ def test_standard_sampling_counts_and_random_starts_that_depend_only_on_the_file
     assert ClipPlan("even", 10).starts(12.0, 2.0, "x") == pytest.approx([0.5 + k for k in range(10)])
 
 
-def test_audio_windows_tile_a_short_recording_and_read_sound_files_without_video(tmp_path):
+def test_audio_windows_pad_a_short_recording_and_read_sound_files_without_video(tmp_path):
     short = write_tone_audio(tmp_path / "short.flac", 1000.0, seconds=0.3)
     long = write_tone_audio(tmp_path / "long.wav", 500.0, seconds=3.0)
     clip = Clip(frames=4, fps=8, size=32, audio_seconds=1.0, sample_rate=16000)
     videos = [TaskVideo(str(short), 0, "test"), TaskVideo(str(long), 1, "test")]
     dataset = VideoClips(videos, clip, ClipPlan("even", 3), want_video=True, want_audio=True, audio_task=True,
-                         audio_seconds=1.0)
+                         audio_seconds=1.0, padding="tile")
     tiled = dataset[0]["audio"]
-    assert tiled.shape == (3, 16000) and "video" not in dataset[0]
+    assert tiled.shape == (1, 16000) and "video" not in dataset[0]  # one window: the recording is shorter
     period = 4800  # 0.3 s at 16 kHz: the recording repeats to fill the 1 s window
-    assert torch.allclose(tiled[0, :period], tiled[0, period : 2 * period]) and torch.equal(tiled[0], tiled[2])
+    assert torch.allclose(tiled[0, :period], tiled[0, period : 2 * period])
+    first = VideoClips(videos, clip, ClipPlan("even", 3), False, True, audio_task=True, audio_seconds=1.0)[0]
+    assert first["audio"].shape == (1, 16000)  # the default: the tone at the window's start, zeros after it
+    assert first["audio"][0, period:].abs().max() == 0 and torch.equal(first["audio"][0, :period], tiled[0, :period])
+    centred = VideoClips(videos, clip, ClipPlan("even", 3), False, True, audio_task=True, audio_seconds=1.0,
+                         padding="centre")[0]
+    assert centred["audio"][0, :5600].abs().max() == 0 and centred["audio"][0, 10400:].abs().max() == 0
+    assert torch.equal(centred["audio"][0, 5600:10400], tiled[0, :period])
     windows = dataset[1]["audio"]
     # evenly spaced 1 s windows of 3 s start at 1/3, 1 and 5/3 s: a 500 Hz tone, so offsets show as phase
     offsets = [round(t * 16000) for t in ClipPlan("even", 3).starts(3.0, 1.0, "")]

@@ -30,6 +30,22 @@ def default_recipe() -> Path:
     raise UsageError("no recipes/quickstart.yaml here; pass --recipe for --checkpoint random")
 
 
+def random_baseline_recipe(recipe: Path | None, task: str, results_dir: Path | None) -> Path:
+    """The architecture a `--checkpoint random` baseline initialises: `--recipe`; else the recipe of the run it is
+    compared with (`--results-dir RUN`, a run directory with its recipe.yaml); else, for the synthetic task, the
+    quickstart recipe that defines the world. Anything else is ambiguous (a tiny CPU encoder and AVID's Conv2D-10
+    give very different baselines), so it is a usage error."""
+    if recipe is not None:
+        return recipe
+    if results_dir is not None and (Path(results_dir) / "recipe.yaml").is_file():
+        return Path(results_dir) / "recipe.yaml"
+    if task == "synthetic":
+        return default_recipe()
+    raise UsageError("--checkpoint random needs the architecture to initialise: pass --recipe, the recipe of the "
+                     "checkpoint it is compared with (recipes/xid.yaml: AVID's Conv2D-10 and R(2+1)D-18; "
+                     "recipes/quickstart.yaml: the tiny CPU encoders), or --results-dir RUN of that checkpoint")
+
+
 def parse_splits(text: str | None, split_ids: tuple[str, ...]) -> list[str]:
     """`--splits`: none → the task's first split; `all`; or a comma-separated list such as `1,3`."""
     if text is None:
@@ -68,7 +84,8 @@ def register(app: typer.Typer) -> None:
             None, "--data-root", help="Dataset root (for csv: the CSV file); for synthetic, the recipe's catalog."
         ),
         recipe: Optional[Path] = typer.Option(
-            None, "--recipe", help="Recipe for the architecture (default: the checkpoint's; quickstart for random)."
+            None, "--recipe", help="Recipe for the architecture (default: the checkpoint's; for random: the run in "
+                                   "--results-dir, the quickstart for the synthetic task, else required)."
         ),
         protocol: str = typer.Option("linear", "--protocol", help="linear, svm (audio), knn or finetune."),
         modality: Optional[str] = typer.Option(
@@ -89,6 +106,11 @@ def register(app: typer.Typer) -> None:
         random_test_clips: int = typer.Option(25, "--random-test-clips", min=0,
                                               help="standard, video tasks: random test clips for Clip@1 (0: skip)."),
         audio_seconds: float = typer.Option(2.0, "--audio-seconds", min=0.1, help="Window of audio tasks, seconds."),
+        audio_padding: str = typer.Option(
+            "start", "--audio-padding",
+            help="Audio tasks, a recording shorter than the window: start (at the window's start, zeros after it), "
+                 "centre (zeros either side), end (zeros before it), tile (repeated), none (a window of its length).",
+        ),
         c: Optional[float] = typer.Option(None, "--c", min=1e-6, help="C of linear/svm (default 1; svm: the task's)."),
         svm_max_iter: int = typer.Option(1000, "--svm-max-iter", min=1, help="svm: solver iterations per class."),
         k: int = typer.Option(20, "--k", min=1, help="knn: neighbours that vote."),
@@ -133,6 +155,9 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--modality {modality}: choose video, audio or both")
         if sampling not in (None, "standard", "mean"):
             raise UsageError(f"--sampling {sampling}: choose standard or mean")
+        from avcli.evaluate.clip_sampling import check_padding
+
+        audio_padding = check_padding(audio_padding)
         run_probe(locals())
         return 0
 
@@ -186,8 +211,8 @@ def run_probe(options: dict) -> None:
     from avcli.train.runtime import resolve_device
 
     recipe = o["recipe"]
-    if o["checkpoint"] == "random" and recipe is None:
-        recipe = default_recipe()
+    if o["checkpoint"] == "random":
+        recipe = random_baseline_recipe(recipe, o["task"], o["results_dir"])
     encoders = load_eval_encoders(o["checkpoint"], recipe)
     task = task or task_at(encoders.recipe.data.catalog)  # synthetic: the world the recipe trains on
     if o["catalog"] is not None:
@@ -195,10 +220,13 @@ def run_probe(options: dict) -> None:
     modalities = _modalities(o["modality"], o["protocol"], task.audio_only)
     sampling_name = o["sampling"] or ("mean" if task.name == "synthetic" else "standard")
     if sampling_name == "mean":
-        sampling = mean_sampling(o["clips"], o["audio_seconds"] if task.audio_only else None)
+        sampling = mean_sampling(o["clips"], o["audio_seconds"] if task.audio_only else None, o["audio_padding"])
     else:
         sampling = standard_sampling(task.audio_only, o["train_clips"], o["test_clips"], o["random_test_clips"],
-                                     audio_seconds=o["audio_seconds"])
+                                     audio_seconds=o["audio_seconds"], padding=o["audio_padding"])
+    for modality in modalities:
+        log.info("%s %s: %s%s", "random-init" if o["checkpoint"] == "random" else "checkpoint", modality,
+                 encoders.architecture(modality), f" (from {recipe})" if o["checkpoint"] == "random" else "")
     settings = ProbeSettings(o["protocol"], sampling, c=o["c"], knn_k=o["k"], knn_temperature=o["temperature"],
                              svm_max_iter=o["svm_max_iter"],
                              batch_clips=o["batch_size"], workers=o["workers"],

@@ -2,8 +2,11 @@
 
 One dataset item is one video with all its clips, decoded in one pass where they are close
 (ClipReader.read_video_windows). Video tasks read each clip's frames and the audio window around them, as
-EvalClips does (the video clip centred in the audio window); audio tasks read the whole recording once, tile it
-when it is shorter than the window (METHODS.md §6), and cut the windows from it.
+EvalClips does (the video clip centred in the audio window); audio tasks read the whole recording once and cut
+the windows planned from its length from it (ClipPlan.audio_starts): a recording shorter than the window is one
+window, padded as the sampling says (`pad_recording`). Each item says how many distinct windows it has; the
+features of a recording with fewer than the plan's K are repeated in order to fill its K slots, so a short
+recording is encoded once, not K times, and every recording keeps K rows.
 
 Feature names: "video", "audio" (the encoders' pooled outputs) and "audio.conv2x" .. "audio.conv5x" (the audio
 encoder's stage maps pooled for the SVM protocol, avcli.models.stages).
@@ -17,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from avcli.data.video_transforms import eval_video, normalize_video
-from avcli.evaluate.clip_sampling import ClipPlan
+from avcli.evaluate.clip_sampling import DEFAULT_PADDING, MIN_WINDOW_S, ClipPlan
 from avcli.log import progress
 from avcli.media.clip_reader import ClipReader
 from avcli.models.stages import STAGE_NAMES, pooled_stages
@@ -31,12 +34,14 @@ class VideoClips(Dataset):
     """Video index → {"video": K×3×T×S×S uint8, "audio": K×N float, "index"} for the plan's K clips."""
 
     def __init__(self, videos: list[TaskVideo], clip, plan: ClipPlan, want_video: bool, want_audio: bool,
-                 audio_task: bool = False, audio_seconds: float | None = None, random_crop: bool = False):
+                 audio_task: bool = False, audio_seconds: float | None = None, random_crop: bool = False,
+                 padding: str = DEFAULT_PADDING):
         self.videos, self.clip, self.plan = videos, clip, plan
         self.want_video, self.want_audio = want_video and not audio_task, want_audio
         self.audio_task = audio_task
         self.audio_seconds = audio_seconds or clip.audio_seconds
         self.random_crop = random_crop  # fine-tuning: a random crop and flip instead of the centre crop
+        self.padding = padding  # audio tasks: a recording shorter than the window (clip_sampling.AUDIO_PADDINGS)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -45,11 +50,11 @@ class VideoClips(Dataset):
         video = self.videos[i]
         with ClipReader(video.media, video.video_stream, video.audio_stream, audio_only=self.audio_task) as reader:
             duration = video.duration_s if video.duration_s is not None else reader.duration_s
-            starts = self.plan.starts(duration, self.audio_seconds, video.path)
             item: dict = {"index": i}
             if self.audio_task:
-                item["audio"] = self._recording_windows(reader, duration, starts)
+                item["audio"] = self._recording_windows(reader, duration, video.path)
                 return item
+            starts = self.plan.starts(duration, self.audio_seconds, video.path)
             if self.want_video:
                 item["video"] = self._video_clips(reader, duration, starts, video.path)
             if self.want_audio:
@@ -68,16 +73,32 @@ class VideoClips(Dataset):
             return torch.stack([_random_crop_flip(f, clip.size, rng) for f in frames])
         return torch.stack([eval_video(f, clip.size) for f in frames])
 
-    def _recording_windows(self, reader: ClipReader, duration: float, starts: list[float]) -> torch.Tensor:
+    def _recording_windows(self, reader: ClipReader, duration: float, key: str) -> torch.Tensor:
+        """k×N: the k ≤ K distinct windows planned from the recording's length."""
         rate = self.clip.sample_rate
         signal = reader.read_audio(0.0, duration, rate)
         window = int(round(self.audio_seconds * rate))
-        if signal.numel() == 0:
-            signal = torch.zeros(1)
-        if signal.numel() < window:  # tile a short recording to fill the window
-            signal = signal.repeat(-(-window // signal.numel()))[:window]
+        if signal.numel() < window:
+            return pad_recording(signal, window, self.padding, int(round(MIN_WINDOW_S * rate)))[None]
+        starts = self.plan.audio_starts(duration, self.audio_seconds, key)
         offsets = [min(int(round(t * rate)), signal.numel() - window) for t in starts]
         return torch.stack([signal[o : o + window] for o in offsets])
+
+
+def pad_recording(signal: torch.Tensor, window: int, padding: str, min_window: int = 1) -> torch.Tensor:
+    """A recording shorter than `window` samples as one window: zeros after it (`start`), either side (`centre`,
+    the extra zero after), before it (`end`), repeated to fill it (`tile`), or itself, centred in `min_window`
+    zeros when shorter than that (`none`)."""
+    if signal.numel() == 0:
+        signal = torch.zeros(1)
+    if padding == "tile":
+        return signal.repeat(-(-window // signal.numel()))[:window]
+    if padding == "none":
+        window = max(signal.numel(), min_window)
+        padding = "centre"
+    gap = window - signal.numel()
+    before = {"start": 0, "centre": gap // 2, "end": gap}[padding]
+    return torch.nn.functional.pad(signal, (before, gap - before))
 
 
 def _random_crop_flip(frames: torch.Tensor, size: int, rng: random.Random) -> torch.Tensor:
@@ -93,26 +114,55 @@ def _random_crop_flip(frames: torch.Tensor, size: int, rng: random.Random) -> to
 
 
 def collate_clips(items: list[dict]) -> dict:
+    """One batch: "index", "clips" (each item's number of clips), and "video"/"audio" concatenated, or for
+    audio windows of different lengths (padding `none`) a list of each item's k×N tensor."""
     out = {"index": torch.tensor([item["index"] for item in items])}
+    key = "video" if "video" in items[0] else "audio"
+    if key in items[0]:
+        out["clips"] = torch.tensor([item[key].shape[0] for item in items])
     for key in ("video", "audio"):
         if key in items[0]:
-            out[key] = torch.cat([item[key] for item in items])
+            parts = [item[key] for item in items]
+            same = all(part.shape[1:] == parts[0].shape[1:] for part in parts)
+            out[key] = torch.cat(parts) if same else parts
     return out
+
+
+def fill_slots(feats: torch.Tensor, clips: torch.Tensor, count: int) -> torch.Tensor:
+    """(Σk)×D features of items with k clips each → items×count×D, an item's k clips repeated in order."""
+    out = []
+    for part in feats.split(clips.tolist()):
+        out.append(part[torch.arange(count) % part.shape[0]])
+    return torch.stack(out)
 
 
 @torch.no_grad()
 def extract_clip_features(
     encoders, videos: list[TaskVideo], plan: ClipPlan, names: set[str], device: torch.device,
     audio_task: bool = False, audio_seconds: float | None = None, batch_clips: int = 32, workers: int = 0,
-    description: str = "features",
+    description: str = "features", padding: str = DEFAULT_PADDING,
 ) -> dict[str, torch.Tensor]:
     """{name: V×K×D float32 on the CPU} for the feature names asked for."""
     model, frontend = encoders.model.to(device).eval(), encoders.frontend.to(device).eval()
     want_video = "video" in names
     want_audio = any(name.startswith("audio") for name in names)
-    dataset = VideoClips(videos, encoders.recipe.data.clip, plan, want_video, want_audio, audio_task, audio_seconds)
-    loader = data_loader(dataset, batch_size=max(1, batch_clips // plan.count), num_workers=workers,
-                        collate_fn=collate_clips)
+    dataset = VideoClips(videos, encoders.recipe.data.clip, plan, want_video, want_audio, audio_task, audio_seconds,
+                         padding=padding)
+    # audio tasks plan as few windows as a recording's length allows: load `batch_clips` recordings at a time
+    # and encode their windows `batch_clips` at a time
+    loader = data_loader(dataset, batch_size=batch_clips if audio_task else max(1, batch_clips // plan.count),
+                        num_workers=workers, collate_fn=collate_clips)
+
+    def encode_audio(waves: torch.Tensor) -> dict[str, torch.Tensor]:
+        found: dict[str, list[torch.Tensor]] = {}
+        for chunk in waves.split(batch_clips):
+            spectrogram = frontend(chunk.to(device))
+            if "audio" in names:
+                found.setdefault("audio", []).append(model.audio(spectrogram))
+            if names & set(AUDIO_LAYERS):
+                for layer, feats in pooled_stages(model.audio, spectrogram).items():
+                    found.setdefault(f"audio.{layer}", []).append(feats)
+        return {name: torch.cat(parts) for name, parts in found.items()}
     out: dict[str, torch.Tensor] = {}
     with progress() as bar:
         task_id = bar.add_task(description, total=len(videos))
@@ -122,27 +172,26 @@ def extract_clip_features(
             if want_video:
                 outputs["video"] = model.video(normalize_video(batch["video"].to(device)))
             if want_audio:
-                spectrogram = frontend(batch["audio"].to(device))
-                if "audio" in names:
-                    outputs["audio"] = model.audio(spectrogram)
-                if names & set(AUDIO_LAYERS):
-                    layers = pooled_stages(model.audio, spectrogram)
-                    outputs.update({f"audio.{layer}": feats for layer, feats in layers.items()})
+                if isinstance(batch["audio"], list):  # windows of the recordings' own lengths: one at a time
+                    each = [encode_audio(waves) for waves in batch["audio"]]
+                    outputs.update({name: torch.cat([e[name] for e in each]) for name in each[0]})
+                else:
+                    outputs.update(encode_audio(batch["audio"]))
             for name, feats in outputs.items():
                 if name not in names:
                     continue
                 if name not in out:
                     out[name] = torch.zeros(len(videos), plan.count, feats.shape[1])
-                out[name][index] = feats.float().cpu().view(len(index), plan.count, -1)
+                out[name][index] = fill_slots(feats.float().cpu(), batch["clips"], plan.count)
             bar.advance(task_id, len(index))
     return out
 
 
 def sample_audio(encoders, videos: list[TaskVideo], audio_task: bool, audio_seconds: float | None,
-                 count: int = 64) -> torch.Tensor:
-    """One centred audio window of up to `count` videos spread over the list (for fitting a random-init
-    frontend's statistics: no labels are used)."""
+                 count: int = 64, padding: str = DEFAULT_PADDING) -> list[torch.Tensor]:
+    """One centred audio window (as the probe pads it) of each of up to `count` videos spread over the list, for
+    fitting a random-init frontend's statistics (no labels are used)."""
     picks = torch.linspace(0, len(videos) - 1, min(count, len(videos))).round().long().tolist()
     dataset = VideoClips([videos[i] for i in picks], encoders.recipe.data.clip, ClipPlan("even", 1), False, True,
-                         audio_task, audio_seconds)
-    return torch.cat([dataset[i]["audio"] for i in range(len(dataset))])
+                         audio_task, audio_seconds, padding=padding)
+    return [dataset[i]["audio"][0] for i in range(len(dataset))]

@@ -5,8 +5,9 @@ The run starts with `warmup_epochs` that train only the classifier (the encoder 
 statistics untouched, so a random classifier's first gradients cannot wreck pretrained features), then
 `epochs` epochs of the whole network with the learning rate multiplied by `gamma` at each milestone (counted from
 the start of full fine-tuning). Each epoch sees one random clip of every training video (random crop and flip
-for video; a random window, tiled when short, for sound). Testing is the frozen protocols' clip sampling scored
-with the fine-tuned network: Clip@1 and Video@1 for video tasks, per-recording top-1 for audio tasks.
+for video; a random window, padded as the probe pads a short recording, for sound). Testing is the frozen
+protocols' clip sampling scored with the fine-tuned network: Clip@1 and Video@1 for video tasks, per-recording
+top-1 for audio tasks.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def finetune(encoders, task: Task, modality: str, sampling: Sampling, options: F
         head.train()
         dataset = VideoClips(train, tuned.recipe.data.clip, ClipPlan("random", 1, options.seed * 1000 + epoch),
                              modality == "video", modality == "audio", task.audio_only, sampling.audio_seconds,
-                             random_crop=True)
+                             random_crop=True, padding=sampling.padding)
         order = torch.Generator().manual_seed(options.seed * 1000 + epoch)
         loader = data_loader(dataset, batch_size=options.batch_size, shuffle=True, generator=order,
                             num_workers=options.workers, collate_fn=collate_clips)
@@ -87,8 +88,10 @@ def finetune(encoders, task: Task, modality: str, sampling: Sampling, options: F
                 x = normalize_video(batch["video"].to(device))
             else:
                 with torch.no_grad():
-                    x = frontend(batch["audio"].to(device))
-            logits = head(encoder(x))
+                    waves = batch["audio"]  # a list: windows of the recordings' own lengths (padding none)
+                    x = frontend(waves.to(device)) if torch.is_tensor(waves) else [frontend(w.to(device))
+                                                                                    for w in waves]
+            logits = head(encoder(x) if torch.is_tensor(x) else torch.cat([encoder(spec) for spec in x]))
             loss = loss_fn(logits, labels[batch["index"]].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -105,7 +108,7 @@ def finetune(encoders, task: Task, modality: str, sampling: Sampling, options: F
     for metric, plan in sampling.tests:
         features = extract_clip_features(tuned, test, plan, {modality}, device, task.audio_only,
                                          sampling.audio_seconds, workers=options.workers,
-                                         description=f"test {plan.name}")[modality]
+                                         description=f"test {plan.name}", padding=sampling.padding)[modality]
         score = clip_top1 if metric == "clip_top1" else averaged_top1
         metrics[metric] = score(probe, features, test_labels)
     return metrics

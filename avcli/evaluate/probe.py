@@ -14,7 +14,7 @@ import torch
 from avcli.errors import UsageError
 from avcli.evaluate.classifiers import KNNProbe, LogisticProbe, SVMProbe, averaged_top1, clip_top1
 from avcli.evaluate.clip_features import AUDIO_LAYERS, extract_clip_features, sample_audio
-from avcli.evaluate.clip_sampling import ClipPlan, Sampling, mean_sampling
+from avcli.evaluate.clip_sampling import DEFAULT_PADDING, WINDOW_PLANNING, ClipPlan, Sampling, mean_sampling
 from avcli.evaluate.encoders import EvalEncoders
 from avcli.evaluate.feature_cache import FeatureCache
 from avcli.evaluate.finetune import FinetuneOptions, finetune
@@ -23,6 +23,7 @@ from avcli.tasks.base import Task, TaskVideo
 
 log = get_logger("probe")
 PROTOCOLS = ("linear", "svm", "knn", "finetune")
+AUDIO_WINDOW_FIELDS = ("window_s", "padding", "windows")
 
 
 @dataclass
@@ -39,9 +40,20 @@ class ProbeSettings:
     extra: dict = field(default_factory=dict)  # recorded in every result (e.g. the catalog)
 
 
-def fit_frontend_on(encoders: EvalEncoders, task: Task, clips: int = 64, audio_seconds: float | None = None) -> None:
-    """A random-init baseline has no audio statistics yet: fit them on the task's train audio (no labels used)."""
-    encoders.frontend.fit(sample_audio(encoders, task.split("train"), task.audio_only, audio_seconds, clips))
+STATS_RECORDINGS = 512  # recordings the audio statistics of a random-init frontend are fitted on (at most)
+
+
+def fit_frontend_on(encoders: EvalEncoders, task: Task, clips: int | None = None,
+                    audio_seconds: float | None = None, padding: str = DEFAULT_PADDING) -> None:
+    """A random-init baseline has no audio statistics yet: fit them, once, on one window (padded as the probe
+    pads it) of up to `clips` train recordings of the task's first split, whichever splits are probed, so a split
+    gets the same statistics alone as in `--splits all` (no labels are used)."""
+    clips = clips or STATS_RECORDINGS
+    first = task.select(task.split_ids[0])
+    train = first.split("train")
+    encoders.frontend.fit(sample_audio(encoders, train, task.audio_only, audio_seconds, clips, padding))
+    where = f" of split {first.split_id}" if len(task.split_ids) > 1 else ""
+    encoders.stats = {"audio_stats": f"fitted on {min(clips, len(train))} train recordings{where}"}
 
 
 def probe_split(encoders: EvalEncoders, task: Task, modalities: tuple[str, ...], settings: ProbeSettings,
@@ -53,8 +65,8 @@ def probe_split(encoders: EvalEncoders, task: Task, modalities: tuple[str, ...],
     if settings.protocol == "svm" and tuple(modalities) != ("audio",):
         raise UsageError("--protocol svm is the audio protocol; use --modality audio")
     sampling = settings.sampling
-    if encoders.checkpoint == "random" or not bool(encoders.frontend.fitted):
-        fit_frontend_on(encoders, task, audio_seconds=sampling.audio_seconds)
+    if not bool(encoders.frontend.fitted):  # a random-init frontend: fitted once, at the first split probed
+        fit_frontend_on(encoders, task, audio_seconds=sampling.audio_seconds, padding=sampling.padding)
     if settings.protocol == "finetune":
         results = []
         for modality in modalities:
@@ -115,15 +127,16 @@ def _features(encoders, task: Task, part: str, videos: list[TaskVideo], plan: Cl
     """The features `names` of the plan's clips of `videos`, from the cache where they are there."""
     clip = encoders.recipe.data.clip
     files = hashlib.sha1(json.dumps([(v.path, v.label, v.media) for v in videos]).encode()).hexdigest()
+    audio_windows = {"padding": sampling.padding, "windows": WINDOW_PLANNING} if task.audio_only else {}
     key = cache.key(task=task.name, split=task.split_id, part=part, plan=plan.name, audio_task=task.audio_only,
                     window=sampling.audio_seconds or clip.audio_seconds, clip=clip.model_dump(), files=files,
-                    catalog=settings.extra.get("catalog"))
+                    catalog=settings.extra.get("catalog"), frontend=encoders.frontend_digest, **audio_windows)
     found = {name: cache.get(key, name) for name in names}
     missing = {name for name, tensor in found.items() if tensor is None}
     if missing:
         computed = extract_clip_features(encoders, videos, plan, missing, device, task.audio_only,
                                          sampling.audio_seconds, settings.batch_clips, settings.workers,
-                                         description=f"{task.name} {part} {plan.name}")
+                                         description=f"{task.name} {part} {plan.name}", padding=sampling.padding)
         about = {"task": task.name, "split": task.split_id, "part": part, "plan": plan.name}
         for name, tensor in computed.items():
             cache.put(key, name, tensor, about)
@@ -146,15 +159,21 @@ def _record(encoders, task: Task, settings: ProbeSettings, modality: str, metric
     record = {"task": task.name, "split": task.split_id, "protocol": settings.protocol, "modality": modality,
               **metrics, "n_train": len(task.split("train")), "n_test": len(task.split("test")),
               "chance": round(100 / max(len(train_labels), 1), 2)}
-    if settings.sampling.averages_features:
-        record["clips_per_video"] = settings.sampling.train.count
+    sampling = settings.sampling
+    if sampling.averages_features:
+        record["clips_per_video"] = sampling.train.count
+        if task.audio_only:
+            record.update({k: v for k, v in sampling.describe(True).items() if k in AUDIO_WINDOW_FIELDS})
     else:
-        record.update(settings.sampling.describe())
+        record.update(sampling.describe(task.audio_only))
     if task.n_missing:
         record["n_missing"] = task.n_missing
     record.update(details)
     record.update({k: v for k, v in settings.extra.items() if v is not None})
-    record.update({"checkpoint": encoders.checkpoint, "recipe_hash": encoders.recipe_hash})
+    record.update({"checkpoint": encoders.checkpoint, "recipe_hash": encoders.recipe_hash,
+                   "architecture": encoders.architecture(modality)})
+    if modality == "audio":
+        record.update(encoders.stats)
     return record
 
 

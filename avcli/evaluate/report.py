@@ -30,6 +30,9 @@ def summarise_splits(records: list[dict]) -> dict:
         summary["best_layer"] = max(layers, key=layers.get)
     for key in ("checkpoint", "recipe_hash"):
         summary[key] = first[key]
+    for key in ("architecture", "window_s", "padding", "windows"):  # what was probed, where the records say
+        if key in first:
+            summary[key] = first[key]
     return summary
 
 

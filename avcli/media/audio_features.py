@@ -8,6 +8,8 @@ checkpoint always carries the exact input normalisation its audio encoder was tr
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torchaudio
 from torch import nn
@@ -70,10 +72,24 @@ class AudioFrontend(nn.Module):
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
-    def fit(self, waves: torch.Tensor) -> None:
-        spec = self.features(waves)  # B×1×T×F
-        self.mean.copy_(spec.mean(dim=(0, 1, 2)))
-        self.std.copy_(spec.std(dim=(0, 1, 2)).clamp_min(1e-3))
+    def fit(self, waves: torch.Tensor | Sequence[torch.Tensor], batch: int = 64) -> None:
+        """Per-frequency mean and std over every frame of `waves` (B×N, or 1-D waves of any lengths), computed
+        `batch` waves at a time on this module's device, whatever device the waves are on."""
+        device = self.mean.device
+        total = torch.zeros(self.features.n_bins, dtype=torch.float64, device=device)
+        squares, frames = torch.zeros_like(total), 0
+        if not isinstance(waves, torch.Tensor) and len({w.shape for w in waves}) == 1:
+            waves = torch.stack(list(waves))
+        groups = waves.split(batch) if isinstance(waves, torch.Tensor) else [w[None] for w in waves]
+        for group in groups:
+            spec = self.features(group.to(device)).flatten(0, 2).double()  # frames×F
+            total += spec.sum(0)
+            squares += spec.pow(2).sum(0)
+            frames += spec.shape[0]
+        mean = total / frames
+        var = (squares - frames * mean.pow(2)).clamp_min(0) / max(frames - 1, 1)
+        self.mean.copy_(mean)
+        self.std.copy_(var.sqrt().clamp_min(1e-3))
         self.fitted.fill_(True)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
