@@ -89,6 +89,19 @@ def write_tone_audio(path: Path, tone_hz: float, seconds: float = 1.0, sample_ra
     return path
 
 
+def write_chirp_audio(path: Path, f0: float, f1: float, seconds: float = 1.0, sample_rate: int = 16000) -> Path:
+    """A WAV file whose tone sweeps from f0 to f1 Hz: no two windows of it sound alike (a steady tone's do)."""
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * seconds))
+    signal = (0.5 * np.sin(phase) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        sound = container.add_stream("pcm_s16le", rate=sample_rate)
+        sound.layout = "mono"
+        mux_mono_audio(container, sound, signal, sample_rate, sample_format="s16")
+    return path
+
+
 def _encode_tone(container, sound, tone_hz, seconds, sample_rate, sample_format="fltp") -> None:
     n = int(seconds * sample_rate)
     signal = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / sample_rate)).astype(np.float32)

@@ -122,54 +122,15 @@ class MatmulDtypes(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("name", ["xid_bank", "robust_xid", "temporal", "movies", "xid"])
-def test_every_objective_computes_its_similarities_in_float32_under_bf16_autocast(small_world, tmp_path, name,
-                                                                                    monkeypatch):
-    import avcli.train.step as step_module
-
-    recorded = {}
-    original = step_module.TrainStep.forward
-
-    def forward(self, batch):
-        with MatmulDtypes(self.model, self.objective) as mode:
-            out = original(self, batch)
-        recorded.setdefault("dtypes", []).extend(mode.dtypes)
-        return out
-
-    monkeypatch.setattr(step_module.TrainStep, "forward", forward)
-    if name == "xid":
-        recipe = recipe_from_dict(tiny_recipe_dict(small_world, tmp_path / "run", steps=3, precision="bf16"))
-    else:
-        recipe = _bf16_method_recipe(small_world, tmp_path / "run", name)
-    summary = pretrain(recipe)
-    assert summary["final_loss"] is not None
-    dtypes = recorded["dtypes"]
-    assert dtypes and all(d == torch.float32 for d in dtypes), sorted(set(map(str, dtypes)))
-
-
-def test_avts_embeddings_and_pair_losses_are_float32_under_bf16_autocast(small_world, tmp_path, monkeypatch):
-    """AVTS's losses take no products (distances, or a classifier, which is a layer and keeps autocast): what
-    must be float32 is what reaches them."""
+def test_avts_pair_loss_is_float32_under_bf16_autocast():
     import avcli.losses.avts as avts_losses
-    import avcli.train.objectives.avts as avts
 
-    seen = []
-
-    def spy(original):
-        def wrapper(v, a, *args, **kwargs):
-            seen.append((v.dtype, a.dtype))
-            return original(v, a, *args, **kwargs)
-        return wrapper
-
-    monkeypatch.setattr(avts, "avts_margin_loss", spy(avts.avts_margin_loss))
-    monkeypatch.setattr(avts, "masked_pair_loss", spy(avts_losses.masked_pair_loss))
-    pretrain(_bf16_method_recipe(small_world, tmp_path / "run", "avts"))
-    assert len(seen) == 6 and all(v == a == torch.float32 for v, a in seen)  # 3 steps: sampled and batch pairs
+    pairs = torch.ones(4, 5, dtype=torch.bool)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         v, a = torch.randn(4, 8, dtype=torch.bfloat16), torch.randn(5, 8, dtype=torch.bfloat16)
-        total, count = avts_losses.masked_pair_loss(v, a, torch.ones(4, 5, dtype=torch.bool), 2.0)
-    assert total.dtype == torch.float32
-    assert total == avts_losses.masked_pair_loss(v.float(), a.float(), torch.ones(4, 5, dtype=torch.bool), 2.0)[0]
+        total, count = avts_losses.masked_pair_loss(v, a, pairs, 2.0)
+    assert total.dtype == torch.float32 and count == 20
+    assert total == avts_losses.masked_pair_loss(v.float(), a.float(), pairs, 2.0)[0]
 
 
 def _bf16_method_recipe(world, run_dir, name, precision="bf16", **training):
@@ -249,33 +210,60 @@ class DeviceReads(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("name", ["xid", "xid_bank", "robust_xid", "avts", "temporal", "movies"])
-def test_a_training_step_waits_for_the_device_once(small_world, tmp_path, name, monkeypatch):
-    """Steps 2–4 of 5 (no log line, no checkpoint: both come at step 5) read the device exactly once: the step's
-    agreed loss, finiteness and stop flag. Health figures stay on the device, counts come from host masks."""
+def test_a_step_under_bf16_computes_losses_in_float32_and_reads_the_device_once(small_world, tmp_path, name,
+                                                                                 monkeypatch):
+    """Five steps of each objective under bf16 autocast, every part of the method on from the first step:
+    - every matrix product outside the encoders, heads and classifiers (losses, soft targets, bank and queue
+      scores) is float32; AVTS has none (distances), so the embeddings reaching its losses must be float32;
+    - steps 2–4 (no log line, no checkpoint: both come at step 5) read the device exactly once: the step's agreed
+      loss, finiteness and stop flag. Health figures stay on the device, counts come from host masks."""
+    import avcli.losses.avts as avts_losses
     import avcli.train.loop as loop
+    import avcli.train.objectives.avts as avts
+    import avcli.train.step as step_module
 
-    reads = DeviceReads()
-    marks: list[int] = []
-    original_batch = loop.train_batch
+    reads, marks, dtypes, avts_inputs = DeviceReads(), [], [], []
+    original_batch, original_forward = loop.train_batch, step_module.TrainStep.forward
 
     def train_batch(batch, *args, **kwargs):
         reads.mark(batch)  # what the loader delivers is host data
         marks.append(len(reads.events))
         return original_batch(batch, *args, **kwargs)
 
+    def forward(self, batch):
+        with MatmulDtypes(self.model, self.objective) as mode:
+            out = original_forward(self, batch)
+        dtypes.extend(mode.dtypes)
+        return out
+
     def tolist(self, _original=torch.Tensor.tolist):
         if not reads.is_host(self) and not reads._exempt():
             reads.events.append("tolist")
         return _original(self)
 
+    def spy(original):
+        def wrapper(v, a, *args, **kwargs):
+            avts_inputs.append((v.dtype, a.dtype))
+            return original(v, a, *args, **kwargs)
+        return wrapper
+
     monkeypatch.setattr(loop, "train_batch", train_batch)
+    monkeypatch.setattr(step_module.TrainStep, "forward", forward)
     monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    monkeypatch.setattr(avts, "avts_margin_loss", spy(avts.avts_margin_loss))
+    monkeypatch.setattr(avts, "masked_pair_loss", spy(avts_losses.masked_pair_loss))
     training = dict(steps=5, log_every=100, checkpoint_every=100, workers=1)
     if name == "xid":
-        recipe = recipe_from_dict(tiny_recipe_dict(small_world, tmp_path / "run", **training))
+        recipe = recipe_from_dict(tiny_recipe_dict(small_world, tmp_path / "run", precision="bf16", **training))
     else:
-        recipe = _bf16_method_recipe(small_world, tmp_path / "run", name, precision="fp32", **training)
+        recipe = _bf16_method_recipe(small_world, tmp_path / "run", name, **training)
     with reads:
-        pretrain(recipe)
+        summary = pretrain(recipe)
+    assert summary["final_loss"] is not None
+    assert all(d == torch.float32 for d in dtypes), sorted(set(map(str, dtypes)))
+    if name == "avts":  # 5 steps: the sampled pairs and the batch negatives
+        assert len(avts_inputs) == 10 and all(v == a == torch.float32 for v, a in avts_inputs)
+    else:
+        assert dtypes
     per_step = [reads.events[marks[k]:marks[k + 1]] for k in (1, 2, 3)]
     assert per_step == [["tolist"]] * 3, per_step

@@ -146,12 +146,53 @@ def test_ucf101_finetune_short_schedule(ucf_mini, tmp_path, tiny_recipe, capsys)
     args = ["probe", "--task", "ucf101", "--data-root", str(ucf_mini), "--checkpoint", "random", "--recipe",
             str(tiny_recipe), "--protocol", "finetune", "--modality", "video", "--epochs", "2", "--warmup-epochs", "1",
             "--milestones", "1", "--batch-size", "4", "--test-clips", "2", "--random-test-clips", "2",
-            "--splits", "2", "--no-cache"]
+            "--splits", "2", "--no-cache", "--finetune-clips", "2"]
     assert run(args) == 0
     captured = capsys.readouterr()
     (record,) = _json_lines(captured.out)
     assert (record["protocol"], record["split"], record["epochs"], record["warmup_epochs"]) == ("finetune", "2", 2, 1)
+    # 2 clips of every video per epoch (given; the task's default is AVID-CMA's 10, below), batch-norm statistics
+    # updated in the classifier warm-up (AVID's warmup_classifier)
+    assert (record["clips_per_video"], record["batch_size"], record["warmup_bn"]) == (2, 4, "update")
+    from avcli.tasks import load_task
+
+    ucf = load_task("ucf101", ucf_mini).schedule  # AVID-CMA configs/benchmark/ucf/8at16-fold*.yaml
+    assert (ucf.epochs, ucf.milestones, ucf.clips_per_video, ucf.batch_size, ucf.min_area, ucf.color_jitter) == (
+        16, (6, 10, 14), 10, 64, 0.08, (0.4, 0.4, 0.4, 0.2))
     assert (record["n_train"], record["n_test"]) == (6, 3) and 0 <= record["clip_top1"] <= 100
     epochs = [line for line in captured.err.splitlines() if "fine-tune video epoch" in line]
     assert len(epochs) == 3 and "(classifier only)" in epochs[0] and "(classifier only)" not in epochs[1]
     assert "lr 0.0001" in epochs[1] and "lr 3e-05" in epochs[2]  # ×0.3 from full epoch 1 on
+
+
+@needs_splits
+@pytest.mark.parametrize("warmup_bn, trains", [("update", True), ("freeze", False)])
+def test_finetune_epochs_draw_the_tasks_clips_and_warm_up_as_avid(ucf_mini, tiny_recipe, monkeypatch, warmup_bn,
+                                                                   trains):
+    """An epoch holds clips_per_video random clips of every train video, each a random resized crop of the clip
+    size; during the classifier warm-up the encoder runs in training mode (its batch-norm statistics follow the
+    task: AVID-CMA's warmup_classifier with model.train(True)) unless warmup_bn is freeze."""
+    from dataclasses import replace
+
+    from avcli.evaluate import finetune as finetune_module
+    from avcli.evaluate.encoders import load_eval_encoders
+    from avcli.tasks import load_task
+
+    task = load_task("ucf101", ucf_mini).select("1")
+    schedule = replace(task.schedule, epochs=0, warmup_epochs=1, clips_per_video=3, batch_size=4)
+    sampling = standard_sampling(False, 1, 1, 1)
+    train = task.split("train")
+    clips = finetune_module.epoch_clips(train, Clip(frames=4, fps=8, size=32), schedule, 7, "video", False, sampling)
+    assert len(clips) == 3 * len(train)
+    first = clips[0]["video"]
+    assert first.shape == (1, 3, 4, 32, 32) and first.dtype == torch.uint8
+    assert not torch.equal(clips[0]["video"], clips[len(train)]["video"])  # the same video, another random clip
+
+    encoders = load_eval_encoders("random", tiny_recipe)
+    modes = []
+    monkeypatch.setattr(finetune_module, "extract_clip_features", lambda *a, **k: {"video": torch.zeros(
+        len(task.split("test")), 1, encoders.model.video.out_dim)})
+    encoders.model.video.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    options = finetune_module.FinetuneOptions(schedule, warmup_bn=warmup_bn)
+    finetune_module.finetune(encoders, task, "video", sampling, options, torch.device("cpu"))
+    assert modes and set(modes) == {trains}

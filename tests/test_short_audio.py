@@ -24,7 +24,7 @@ from avcli.tasks.base import TaskVideo
 from avcli.tasks.spoken_digits import SMALL, espeak_available, generate_spoken_digits
 
 from conftest import REPO, tiny_recipe_dict
-from media_helpers import write_tone_audio
+from media_helpers import write_chirp_audio, write_tone_audio
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +76,7 @@ def test_windows_are_planned_from_the_recordings_length():
 
 def test_a_short_recording_is_encoded_once_and_fills_its_slots(tmp_path, tiny_recipe, monkeypatch):
     short = write_tone_audio(tmp_path / "short.wav", 700.0, seconds=0.4)
-    long = write_tone_audio(tmp_path / "long.wav", 300.0, seconds=3.0)
+    long = write_chirp_audio(tmp_path / "long.wav", 200.0, 3000.0, seconds=3.0)  # every window differs
     videos = [TaskVideo(str(short), 0, "train"), TaskVideo(str(long), 1, "train")]
     encoders = load_eval_encoders("random", tiny_recipe)  # window 1 s at 16 kHz
     seen = []

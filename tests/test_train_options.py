@@ -218,3 +218,31 @@ def test_compiled_encoders_train_and_keep_their_parameter_names(small_world, tmp
     a = load_file(str(resolve_checkpoint(tmp_path / "plain") / "encoders.safetensors"))
     b = load_file(str(resolve_checkpoint(tmp_path / "compiled") / "encoders.safetensors"))
     assert a.keys() == b.keys()
+
+
+def test_audio_statistics_are_fitted_on_stats_clips_windows_and_reported(small_world, tmp_path):
+    """data.audio.stats_clips windows spread over the catalog (24 items here: 50 windows = 2–3 per item, spread
+    along each); the count is saved with the checkpoint and in the export's preprocessing.json."""
+    from avcli.data.catalog import Catalog
+    from avcli.recipe.schema import Clip
+    from avcli.train.export import export_encoders
+    from avcli.train.loop import stats_windows
+
+    with Catalog(small_world) as catalog:
+        items = catalog.items(status="ok")
+    clip = Clip(frames=4, fps=8, size=32, audio_seconds=1.0)
+    windows = [spec.windows[0] for spec in stats_windows(items, clip, 50)]
+    assert len(windows) == 50 and all(w.video_start is None for w in windows)  # sound only
+    assert sorted({w.item for w in windows}) == list(range(24))
+    first = [w.audio_start for w in windows if w.item == 0]  # 3 windows at 1/6, 3/6, 5/6 of the room
+    room = items[0].duration_s - 1.0
+    assert first == pytest.approx([room / 6, room / 2, 5 * room / 6])
+    assert len(stats_windows(items, clip, 5)) == 5  # fewer than items: items spread, one centred window each
+
+    tree = tiny_recipe_dict(small_world, tmp_path / "run", steps=1, checkpoint_every=100)
+    tree["data"]["audio"]["stats_clips"] = 50
+    pretrain(recipe_from_dict(tree))
+    assert load_train_state(resolve_checkpoint(tmp_path / "run"))["audio_stats_clips"] == 50
+    export_encoders(tmp_path / "run", tmp_path / "export")
+    described = json.loads((tmp_path / "export" / "preprocessing.json").read_text())
+    assert described["audio"]["input"]["normalisation"]["fitted_on_windows"] == 50

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -121,7 +122,15 @@ def register(app: typer.Typer) -> None:
                                                     help="finetune: classifier-only epochs first (default 5)."),
         milestones: Optional[str] = typer.Option(None, "--milestones", help="finetune: lr ×0.3 at these epochs."),
         lr: float = typer.Option(1e-4, "--lr", min=0.0, help="finetune: Adam learning rate."),
-        batch_size: int = typer.Option(32, "--batch-size", min=1, help="Clips per batch (extraction, finetune)."),
+        batch_size: Optional[int] = typer.Option(
+            None, "--batch-size", min=1, help="Clips per batch (extraction: 32; finetune: the task's, 64 for "
+            "UCF101/HMDB51 as AVID-CMA)."),
+        finetune_clips: Optional[int] = typer.Option(
+            None, "--finetune-clips", min=1, help="finetune: random clips of every training video per epoch "
+            "(default the task's: UCF101 10, HMDB51 25, as AVID-CMA; others 1)."),
+        warmup_bn: str = typer.Option(
+            "update", "--warmup-bn", help="finetune: batch-norm statistics during the classifier warm-up: update "
+            "(AVID-CMA) or freeze."),
         task_meta: Optional[Path] = typer.Option(None, "--task-meta",
                                                  help="The official split/label files, if not in or beside the root."),
         allow_missing: bool = typer.Option(False, "--allow-missing",
@@ -206,7 +215,6 @@ def run_probe(options: dict) -> None:
     from avcli.evaluate.finetune import DEFAULT_SCHEDULE, FinetuneOptions
     from avcli.evaluate.probe import ProbeSettings, probe_split
     from avcli.evaluate.report import RESULTS, summarise_splits
-    from avcli.tasks.base import FinetuneSchedule
     from avcli.tasks.catalog_sources import read_from_catalog
     from avcli.train.runtime import resolve_device
 
@@ -229,19 +237,22 @@ def run_probe(options: dict) -> None:
                  encoders.architecture(modality), f" (from {recipe})" if o["checkpoint"] == "random" else "")
     settings = ProbeSettings(o["protocol"], sampling, c=o["c"], knn_k=o["k"], knn_temperature=o["temperature"],
                              svm_max_iter=o["svm_max_iter"],
-                             batch_clips=o["batch_size"], workers=o["workers"],
+                             batch_clips=o["batch_size"] or 32, workers=o["workers"],
                              extra={"catalog": str(o["catalog"]) if o["catalog"] else None})
     if o["protocol"] == "finetune":
         base = task.schedule or DEFAULT_SCHEDULE
         epochs = o["epochs"] if o["epochs"] is not None else base.epochs
         milestones = parse_milestones(o["milestones"])
-        schedule = FinetuneSchedule(
-            epochs=epochs,
+        if o["warmup_bn"] not in ("update", "freeze"):
+            raise UsageError(f"--warmup-bn {o['warmup_bn']}: choose update or freeze")
+        schedule = replace(
+            base, epochs=epochs,
             milestones=milestones if milestones is not None else tuple(m for m in base.milestones if m < epochs),
             warmup_epochs=o["warmup_epochs"] if o["warmup_epochs"] is not None else base.warmup_epochs,
-            gamma=base.gamma,
+            clips_per_video=o["finetune_clips"] or base.clips_per_video,
         )
         settings.finetune = FinetuneOptions(schedule, lr=o["lr"], batch_size=o["batch_size"], workers=o["workers"],
+                                            warmup_bn=o["warmup_bn"],
                                             seed=encoders.recipe.training.seed)
     results_dir = o["results_dir"] or encoders.run_dir
     cache_folder = None if o["no_cache"] else (

@@ -19,7 +19,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from avcli.data.video_transforms import eval_video, normalize_video
+from avcli.data.video_transforms import augment_video, eval_video, normalize_video
 from avcli.evaluate.clip_sampling import DEFAULT_PADDING, MIN_WINDOW_S, ClipPlan
 from avcli.log import progress
 from avcli.media.clip_reader import ClipReader
@@ -40,7 +40,9 @@ class VideoClips(Dataset):
         self.want_video, self.want_audio = want_video and not audio_task, want_audio
         self.audio_task = audio_task
         self.audio_seconds = audio_seconds or clip.audio_seconds
-        self.random_crop = random_crop  # fine-tuning: a random crop and flip instead of the centre crop
+        # fine-tuning: True, a random crop and flip instead of the centre crop; or an augmentation (an object with
+        # crop_scale, flip and color_jitter, as data.augment): a random resized crop, flip and colour jitter
+        self.random_crop = random_crop
         self.padding = padding  # audio tasks: a recording shorter than the window (clip_sampling.AUDIO_PADDINGS)
 
     def __len__(self) -> int:
@@ -70,6 +72,9 @@ class VideoClips(Dataset):
         frames = reader.read_video_windows(requests, clip.resize_to)
         if self.random_crop:
             rng = random.Random(f"crop:{self.plan.name}:{key}")
+            if self.random_crop is not True:  # an augmentation (crop_scale, flip, color_jitter): fine-tuning's
+                gen = torch.Generator().manual_seed(rng.getrandbits(62))
+                return torch.stack([augment_video(f, clip.size, self.random_crop, gen) for f in frames])
             return torch.stack([_random_crop_flip(f, clip.size, rng) for f in frames])
         return torch.stack([eval_video(f, clip.size) for f in frames])
 

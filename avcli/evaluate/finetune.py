@@ -1,13 +1,16 @@
-"""The fine-tuning protocol (METHODS.md §6): the whole encoder plus dropout 0.5 and a linear classifier on its
-pooled feature, Adam at lr 1e-4.
+"""The fine-tuning protocol (METHODS.md §6, AVID-CMA eval-action-recg.py with configs/benchmark/*/8at16-fold*.yaml):
+the whole encoder plus dropout 0.5 and a linear classifier on its pooled feature, Adam at lr 1e-4.
 
-The run starts with `warmup_epochs` that train only the classifier (the encoder frozen, its batch-norm
-statistics untouched, so a random classifier's first gradients cannot wreck pretrained features), then
-`epochs` epochs of the whole network with the learning rate multiplied by `gamma` at each milestone (counted from
-the start of full fine-tuning). Each epoch sees one random clip of every training video (random crop and flip
-for video; a random window, padded as the probe pads a short recording, for sound). Testing is the frozen
-protocols' clip sampling scored with the fine-tuned network: Clip@1 and Video@1 for video tasks, per-recording
-top-1 for audio tasks.
+The run starts with `warmup_epochs` that train only the classifier (AVID's `warmup_classifier`: the encoder's
+weights frozen while its batch-norm statistics follow the task's data, as AVID's model.train(True) does;
+`warmup_bn: freeze` keeps them untouched instead, so that a random classifier's first gradients meet the
+pretrained statistics), then `epochs` epochs of the whole network with the learning rate multiplied by `gamma` at
+each milestone (counted from the start of full fine-tuning). Each epoch draws the task's `clips_per_video` random
+clips of every training video (UCF101 10, HMDB51 25), shuffled together into batches of `batch_size` clips
+(64), each augmented by a random resized crop of 8–100 % of the frame, a flip and the task's colour jitter; a
+sound is a random window, padded as the probe pads a short recording. Testing is the frozen protocols' clip
+sampling scored with the fine-tuned network: Clip@1 and Video@1 for video tasks, per-recording top-1 for audio
+tasks.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import ConcatDataset
 
 from avcli.data.video_transforms import normalize_video
+from avcli.recipe.schema import Augment
 from avcli.evaluate.classifiers import averaged_top1, clip_top1
 from avcli.evaluate.clip_features import VideoClips, collate_clips, extract_clip_features
 from avcli.evaluate.clip_sampling import ClipPlan, Sampling
@@ -35,10 +40,11 @@ DEFAULT_SCHEDULE = FinetuneSchedule(epochs=10, milestones=(3, 6, 8))  # HMDB51's
 class FinetuneOptions:
     schedule: FinetuneSchedule
     lr: float = 1e-4
-    batch_size: int = 32
+    batch_size: int | None = None  # clips per batch; None: the schedule's (AVID 64)
     dropout: float = 0.5
     workers: int = 0
     seed: int = 0
+    warmup_bn: str = "update"  # "update": AVID's warm-up (statistics follow the task); "freeze": untouched
 
 
 class _HeadProbe:
@@ -50,6 +56,18 @@ class _HeadProbe:
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> np.ndarray:
         return torch.softmax(self.head(x), dim=1).numpy()
+
+
+def epoch_clips(videos, clip, schedule: FinetuneSchedule, seed: int, modality: str, audio_only: bool,
+                sampling: Sampling) -> ConcatDataset:
+    """One fine-tuning epoch's samples: `clips_per_video` random clips of every video, one clip per sample (each
+    from a plan of its own), so that a batch mixes clips of many videos as AVID's clip-level dataset does."""
+    augment = Augment(crop_scale=(schedule.min_area, 1.0), flip=True, color_jitter=schedule.color_jitter)
+    return ConcatDataset([
+        VideoClips(videos, clip, ClipPlan("random", 1, seed * 100 + k), modality == "video", modality == "audio",
+                   audio_only, sampling.audio_seconds, random_crop=augment, padding=sampling.padding)
+        for k in range(schedule.clips_per_video)
+    ])
 
 
 def finetune(encoders, task: Task, modality: str, sampling: Sampling, options: FinetuneOptions,
@@ -73,15 +91,14 @@ def finetune(encoders, task: Task, modality: str, sampling: Sampling, options: F
             factor = schedule.gamma ** sum(full >= m for m in schedule.milestones)
             for group in optimizer.param_groups:
                 group["lr"] = options.lr * factor
-        encoder.train(not warming_up)
+        encoder.train(not warming_up or options.warmup_bn == "update")
         encoder.requires_grad_(not warming_up)
         head.train()
-        dataset = VideoClips(train, tuned.recipe.data.clip, ClipPlan("random", 1, options.seed * 1000 + epoch),
-                             modality == "video", modality == "audio", task.audio_only, sampling.audio_seconds,
-                             random_crop=True, padding=sampling.padding)
+        dataset = epoch_clips(train, tuned.recipe.data.clip, schedule, options.seed * 1000 + epoch, modality,
+                              task.audio_only, sampling)
         order = torch.Generator().manual_seed(options.seed * 1000 + epoch)
-        loader = data_loader(dataset, batch_size=options.batch_size, shuffle=True, generator=order,
-                            num_workers=options.workers, collate_fn=collate_clips)
+        loader = data_loader(dataset, batch_size=options.batch_size or schedule.batch_size, shuffle=True,
+                             generator=order, num_workers=options.workers, collate_fn=collate_clips)
         total, count = 0.0, 0
         for batch in loader:
             if modality == "video":

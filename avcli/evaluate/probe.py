@@ -72,7 +72,10 @@ def probe_split(encoders: EvalEncoders, task: Task, modalities: tuple[str, ...],
         for modality in modalities:
             metrics = finetune(encoders, task, modality, sampling, settings.finetune, device)
             schedule = settings.finetune.schedule
-            details = {"epochs": schedule.epochs, "warmup_epochs": schedule.warmup_epochs, "lr": settings.finetune.lr}
+            details = {"epochs": schedule.epochs, "warmup_epochs": schedule.warmup_epochs, "lr": settings.finetune.lr,
+                       "clips_per_video": schedule.clips_per_video,
+                       "batch_size": settings.finetune.batch_size or schedule.batch_size,
+                       "warmup_bn": settings.finetune.warmup_bn}
             results.append(_record(encoders, task, settings, modality, metrics, details))
         return results
     by_modality = _frozen(encoders, task, modalities, settings, device, cache or FeatureCache(None, {}))

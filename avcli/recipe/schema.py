@@ -88,6 +88,10 @@ class AudioFeatures(Strict):
     hop_seconds: float = Field(0.01, gt=0, description="frame hop (10 ms in AVID and AVTS)")
     window_seconds: float = Field(0.025, gt=0, description="analysis window (log_mel only)")
     top_db: float = Field(100.0, gt=0, description="dynamic range kept below the clip's peak")
+    stats_clips: int = Field(
+        1000, ge=1, description="audio windows the per-frequency normalisation statistics are fitted on when "
+        "training starts, spread over the catalog (AVID normalises with dataset-wide statistics, AVID-CMA "
+        "datasets/assets/audio-spectDB-*-norm-stats.npz); saved with every checkpoint")
 
 
 class Augment(Strict):

@@ -34,13 +34,20 @@ class TaskVideo:
 
 @dataclass(frozen=True)
 class FinetuneSchedule:
-    """Epochs of a fine-tuning run (classifier-only warm-up epochs included) and the epochs where the
-    learning rate is multiplied by `gamma` (METHODS.md §6)."""
+    """A task's fine-tuning protocol (METHODS.md §6; AVID-CMA configs/benchmark/{ucf,hmdb51}/8at16-fold*.yaml):
+    epochs of the whole network after `warmup_epochs` classifier-only ones, the epochs where the learning rate is
+    multiplied by `gamma`, random clips drawn from every training video per epoch (`clips_per_video`), clips per
+    batch, and the training clips' augmentation: a random resized crop of `min_area` to all of the frame, a flip
+    and colour jitter (brightness, contrast, saturation, hue), the same for every frame of a clip."""
 
     epochs: int
     milestones: tuple[int, ...]
     warmup_epochs: int = 5
     gamma: float = 0.3
+    clips_per_video: int = 1
+    batch_size: int = 64
+    min_area: float = 0.08
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2)
 
 
 @dataclass

@@ -29,4 +29,7 @@ def load_hmdb51(root: Path, meta: Path | None = None, allow_missing: bool = Fals
                 classes = listed
             break
     return listed_videos_task("hmdb51", "HMDB51", root, layout, classes, allow_missing,
-                              schedule=FinetuneSchedule(epochs=10, milestones=(3, 6, 8)))
+                              # AVID-CMA configs/benchmark/hmdb51/8at16-fold*.yaml: optimizer num_epochs, milestones,
+                              # gamma; dataset train.clips_per_video, batch_size, min_area, color
+                              schedule=FinetuneSchedule(epochs=10, milestones=(3, 6, 8), gamma=0.3, clips_per_video=25,
+                                                        batch_size=64, min_area=0.08, color_jitter=(1.0, 1.0, 1.0, 0.2)))

@@ -22,4 +22,7 @@ def load_ucf101(root: Path, meta: Path | None = None, allow_missing: bool = Fals
     layout = UCF101Layout(root, meta)
     classes = [name for name, _ in sorted(layout.classes.values(), key=lambda c: c[1])]
     return listed_videos_task("ucf101", "UCF101", root, layout, classes, allow_missing,
-                              schedule=FinetuneSchedule(epochs=16, milestones=(6, 10, 14)))
+                              # AVID-CMA configs/benchmark/ucf/8at16-fold*.yaml: optimizer num_epochs, milestones,
+                              # gamma; dataset train.clips_per_video, batch_size, min_area, color
+                              schedule=FinetuneSchedule(epochs=16, milestones=(6, 10, 14), gamma=0.3, clips_per_video=10,
+                                                        batch_size=64, min_area=0.08, color_jitter=(0.4, 0.4, 0.4, 0.2)))

@@ -25,7 +25,7 @@ from avcli.data.video_transforms import IMAGENET_MEAN, IMAGENET_STD
 from avcli.media.audio_features import build_audio_frontend
 from avcli.models import build_model
 from avcli.recipe import load_recipe
-from avcli.train.checkpoint import ENCODERS, RECIPE, load_encoders, resolve_checkpoint
+from avcli.train.checkpoint import ENCODERS, RECIPE, load_encoders, load_train_state, resolve_checkpoint
 
 FORMAT = "avcli-export/1"
 TORCHVISION_VIDEO = {"r2plus1d_18", "mc3_18", "r3d_18"}
@@ -109,6 +109,9 @@ def export_encoders(checkpoint: str | Path, out: Path) -> dict:
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
     }
     description["audio"]["input"] = _audio_features(frontend, clip, recipe.data.audio)
+    fitted_on = load_train_state(step_dir).get("audio_stats_clips") if (step_dir / "train_state.pt").exists() else None
+    if fitted_on is not None:
+        description["audio"]["input"]["normalisation"]["fitted_on_windows"] = fitted_on
     (out / "preprocessing.json").write_text(json.dumps(description, indent=2) + "\n")
     return {"out": str(out), "checkpoint": str(step_dir),
             **{m: {"file": str(out / description[m]["file"]), "architecture": description[m]["architecture"],

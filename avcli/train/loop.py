@@ -23,7 +23,8 @@ import torch
 
 from avcli.data.catalog import Catalog
 from avcli.data.audio_transforms import apply_spec_masks
-from avcli.data.clip_dataset import ClipDataset, DataError, centred_spec, collate_samples
+from avcli.data.clip_dataset import ClipDataset, DataError, collate_samples
+from avcli.data.sample_spec import SampleSpec, Window
 from avcli.data.samplers import build_sampler
 from avcli.data.video_transforms import augment_video_batch, normalize_video, yuv420_to_rgb
 from avcli.errors import AvcliError, Interrupted, UsageError
@@ -132,6 +133,7 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
     scaler = grad_scaler(device, precision)  # fp16 only; a pass-through otherwise
 
     step, epoch, batch_in_epoch, samples_seen, nonfinite_steps = 0, 0, 0, 0, 0
+    stats_clips = None  # how many audio windows the normalisation statistics were fitted on
     if resume_from is not None:
         load_encoders(resume_from / "encoders.safetensors", model, frontend)
         state = load_train_state(resume_from)
@@ -147,12 +149,14 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
         step, epoch, samples_seen = state["step"], state["epoch"], state["samples_seen"]
         batch_in_epoch = _position_for(state, ctx, accum)
         nonfinite_steps = state.get("nonfinite_steps", 0)
+        stats_clips = state.get("audio_stats_clips")
         _restore_rng(state, ctx, cfg.seed)
         log.info("resuming from %s (step %d, epoch %d)", resume_from, step, epoch)
     else:
         # one fit, by rank 0, copied to the others: every rank must normalise audio identically
-        distributed.on_main(lambda: fit_audio_frontend(frontend, dataset, cfg.batch_size, device))
+        stats_clips = distributed.on_main(lambda: fit_audio_frontend(frontend, dataset, recipe.data.audio.stats_clips))
         distributed.broadcast_tensors(frontend.buffers())
+        log.info("audio statistics fitted on %d windows spread over the catalog", stats_clips)
 
     loader = data_loader(  # its workers leave SIGINT/SIGTERM/SIGUSR1 to this process (a group signal too)
         dataset,
@@ -173,6 +177,7 @@ def _train(recipe: Recipe, resume: str | None, ctx: distributed.Context) -> dict
                 "samples_seen": samples_seen,
                 "world_size": ctx.world_size,
                 "nonfinite_steps": nonfinite_steps,
+                "audio_stats_clips": stats_clips,
                 "optimizer": optimizer.state_dict(),
                 "objective": objective.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -453,23 +458,45 @@ def _generate_world(recipe: Recipe) -> None:
         ingest_synthetic(recipe.data.synthetic, root)
 
 
+def stats_windows(items, clip, clips: int) -> list[SampleSpec]:
+    """`clips` audio-only windows spread over the catalog, independent of the seed: with fewer clips than items,
+    items spread evenly, one centred window each; with more, every item in turn, its windows spread evenly along
+    it (a short catalog of long videos still gives `clips` different windows)."""
+    n = len(items)
+    if clips <= n:
+        picks = [(index, 0, 1) for index in torch.linspace(0, n - 1, clips).round().long().tolist()]
+    else:
+        per_item = [clips // n + (1 if k < clips % n else 0) for k in range(n)]
+        picks = [(index, j, count) for index, count in enumerate(per_item) for j in range(count)]
+    specs = []
+    for k, (index, j, count) in enumerate(picks):
+        room = max(float(items[index].duration_s or 0.0) - clip.audio_seconds, 0.0)
+        start = room * (j + 0.5) / count
+        specs.append(SampleSpec((Window(index, None, start),), seed=7919 + k, kind="centred"))
+    return specs
+
+
 @torch.no_grad()
-def fit_audio_frontend(frontend, dataset: ClipDataset, clips: int, device: torch.device) -> None:
-    """Per-frequency statistics from `clips` clips spread over the catalog (fixed choice, independent of seed)."""
-    spread = torch.linspace(0, len(dataset.items) - 1, clips).round().long().tolist()
-    specs = [centred_spec(dataset.items, index, dataset.clip, seed=7919 + j) for j, index in enumerate(spread)]
-    # a dataset of its own: centred clips are no sampler's kind, so a broken one is skipped, not replaced
-    fitting = ClipDataset(dataset.items, dataset.clip, dataset.augment, train=dataset.train, max_consecutive_failures=1)
-    waves = []
-    for spec in specs:
-        try:
-            waves.append(fitting[spec]["audio"][0])
-        except DataError:
-            continue
+def fit_audio_frontend(frontend, dataset: ClipDataset, clips: int) -> int:
+    """Per-frequency statistics from `clips` audio windows spread over the catalog (`stats_windows`; only the
+    sound is decoded), streamed through the front end on its own device; returns how many windows decoded."""
+    specs = stats_windows(dataset.items, dataset.clip, clips)
+    # a dataset of its own: these windows are no sampler's kind, so a broken one is skipped, not replaced
+    fitting = ClipDataset(dataset.items, dataset.clip, dataset.augment, train=False, max_consecutive_failures=1)
+
+    def decoded():
+        for spec in specs:
+            try:
+                yield fitting[spec]["audio"][0]
+            except DataError:
+                continue
+
+    waves = list(decoded())
     fitting.readers.close()  # workers fork after this: they must not inherit open decoders
     if not waves:
         raise DataError(f"none of {len(specs)} clips spread over the catalog decodes; check it with `avcli ingest stats`")
-    frontend.fit(torch.stack(waves).to(device))
+    frontend.fit(waves)
+    return len(waves)
 
 
 def _resume_point(run_dir: Path, resume: str | None) -> Path | None:
