@@ -196,3 +196,33 @@ def test_finetune_epochs_draw_the_tasks_clips_and_warm_up_as_avid(ucf_mini, tiny
     options = finetune_module.FinetuneOptions(schedule, warmup_bn=warmup_bn)
     finetune_module.finetune(encoders, task, "video", sampling, options, torch.device("cpu"))
     assert modes and set(modes) == {trains}
+
+
+@needs_splits
+def test_linear_multilayer_trains_a_classifier_per_stage_and_marks_the_best(ucf_mini, tiny_recipe, capsys):
+    """AVID-CMA's linear protocol (configs/benchmark/kinetics/8x224x224-linear.yaml): BatchNorm + linear on each of
+    conv2x–conv5x max-pooled to 12², 8², 6², 4²; every layer's Clip@1 / Video@1, the best layer's as the result."""
+    args = ["probe", "--task", "ucf101", "--data-root", str(ucf_mini), "--checkpoint", "random", "--recipe",
+            str(tiny_recipe), "--protocol", "linear-multilayer", "--modality", "video", "--epochs", "2",
+            "--batch-size", "4", "--test-clips", "2", "--random-test-clips", "2", "--no-cache"]
+    assert run(args) == 0
+    captured = capsys.readouterr()
+    (record,) = _json_lines(captured.out)
+    assert record["protocol"] == "linear-multilayer" and (record["epochs"], record["lr"]) == (2, 1e-4)
+    assert record["milestones"] == []  # AVID's 6 and 9 lie beyond a 2-epoch run
+    assert set(record["layers"]) == {"conv2x", "conv3x", "conv4x", "conv5x"}
+    best = record["layers"][record["best_layer"]]
+    assert record["top1"] == best["video_top1"] == max(layer["video_top1"] for layer in record["layers"].values())
+    assert all(0 <= layer["clip_top1"] <= 100 for layer in record["layers"].values())
+    assert sum("linear-multilayer video epoch" in line for line in captured.err.splitlines()) == 2
+
+
+def test_linear_multilayer_pools_each_stage_to_avids_grids():
+    """conv2x–conv5x of the tiny R(2+1)D (width 8: 8, 16, 32, 64 channels) → 8·144, 16·64, 32·36, 64·16 features."""
+    from avcli.evaluate.linear_multilayer import pooled_maps
+    from avcli.models.video import build_video_encoder
+
+    encoder = build_video_encoder("tiny_r2plus1d", 8).eval()
+    with torch.no_grad():
+        maps = pooled_maps(encoder, torch.randn(2, 3, 4, 64, 64))
+    assert [m.shape for m in maps] == [(2, 8 * 144), (2, 16 * 64), (2, 32 * 36), (2, 64 * 16)]

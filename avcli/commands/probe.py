@@ -88,7 +88,9 @@ def register(app: typer.Typer) -> None:
             None, "--recipe", help="Recipe for the architecture (default: the checkpoint's; for random: the run in "
                                    "--results-dir, the quickstart for the synthetic task, else required)."
         ),
-        protocol: str = typer.Option("linear", "--protocol", help="linear, svm (audio), knn or finetune."),
+        protocol: str = typer.Option(
+            "linear", "--protocol", help="linear, svm (audio), knn, finetune, or linear-multilayer (AVID-CMA's "
+            "BatchNorm + linear classifier on each of conv2x–conv5x of the frozen encoder, max-pooled)."),
         modality: Optional[str] = typer.Option(
             None, "--modality", help="video, audio or both (default: audio for audio tasks and svm, else both)."
         ),
@@ -117,11 +119,13 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(20, "--k", min=1, help="knn: neighbours that vote."),
         temperature: float = typer.Option(0.07, "--temperature", min=1e-4, help="knn: vote weight exp(cos/T)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
-                                             help="finetune: epochs of the whole network (default: the task's)."),
+                                             help="finetune: epochs of the whole network (default: the task's); "
+                                                  "linear-multilayer: epochs (default 12)."),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0,
                                                     help="finetune: classifier-only epochs first (default 5)."),
-        milestones: Optional[str] = typer.Option(None, "--milestones", help="finetune: lr ×0.3 at these epochs."),
-        lr: float = typer.Option(1e-4, "--lr", min=0.0, help="finetune: Adam learning rate."),
+        milestones: Optional[str] = typer.Option(None, "--milestones", help="finetune: lr ×0.3 at these epochs; "
+                                                 "linear-multilayer: lr ×0.1 (default 6,9)."),
+        lr: float = typer.Option(1e-4, "--lr", min=0.0, help="finetune and linear-multilayer: Adam learning rate."),
         batch_size: Optional[int] = typer.Option(
             None, "--batch-size", min=1, help="Clips per batch (extraction: 32; finetune: the task's, 64 for "
             "UCF101/HMDB51 as AVID-CMA)."),
@@ -158,8 +162,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("avcli probe needs --task and --checkpoint (see --list-tasks, or `avcli probe report`)")
         if task not in TASK_INFO:
             raise UsageError(f"--task {task}: unknown task; available: {', '.join(sorted(TASK_INFO))}")
-        if protocol not in ("linear", "svm", "knn", "finetune"):
-            raise UsageError(f"--protocol {protocol}: choose linear, svm, knn or finetune")
+        if protocol not in ("linear", "svm", "knn", "finetune", "linear-multilayer"):
+            raise UsageError(f"--protocol {protocol}: choose linear, svm, knn, finetune or linear-multilayer")
         if modality not in (None, "video", "audio", "both"):
             raise UsageError(f"--modality {modality}: choose video, audio or both")
         if sampling not in (None, "standard", "mean"):
@@ -239,6 +243,17 @@ def run_probe(options: dict) -> None:
                              svm_max_iter=o["svm_max_iter"],
                              batch_clips=o["batch_size"] or 32, workers=o["workers"],
                              extra={"catalog": str(o["catalog"]) if o["catalog"] else None})
+    if o["protocol"] == "linear-multilayer":  # AVID-CMA configs/benchmark/kinetics/8x224x224-linear.yaml defaults
+        from avcli.evaluate.linear_multilayer import MultilayerOptions
+
+        defaults = MultilayerOptions()
+        epochs = o["epochs"] or defaults.epochs
+        milestones = parse_milestones(o["milestones"])
+        settings.multilayer = MultilayerOptions(
+            epochs=epochs, milestones=milestones if milestones is not None else
+            tuple(m for m in defaults.milestones if m < epochs), lr=o["lr"],
+            batch_size=o["batch_size"] or defaults.batch_size, workers=o["workers"],
+            seed=encoders.recipe.training.seed)
     if o["protocol"] == "finetune":
         base = task.schedule or DEFAULT_SCHEDULE
         epochs = o["epochs"] if o["epochs"] is not None else base.epochs

@@ -18,11 +18,12 @@ from avcli.evaluate.clip_sampling import DEFAULT_PADDING, WINDOW_PLANNING, ClipP
 from avcli.evaluate.encoders import EvalEncoders
 from avcli.evaluate.feature_cache import FeatureCache
 from avcli.evaluate.finetune import FinetuneOptions, finetune
+from avcli.evaluate.linear_multilayer import MultilayerOptions, linear_multilayer
 from avcli.log import get_logger
 from avcli.tasks.base import Task, TaskVideo
 
 log = get_logger("probe")
-PROTOCOLS = ("linear", "svm", "knn", "finetune")
+PROTOCOLS = ("linear", "svm", "knn", "finetune", "linear-multilayer")
 AUDIO_WINDOW_FIELDS = ("window_s", "padding", "windows")
 
 
@@ -35,6 +36,7 @@ class ProbeSettings:
     knn_temperature: float = 0.07
     svm_max_iter: int = 1000  # scikit-learn's default; the solver's own criterion is strict (README: SVM cost)
     finetune: FinetuneOptions | None = None
+    multilayer: MultilayerOptions | None = None
     batch_clips: int = 32
     workers: int = 0
     extra: dict = field(default_factory=dict)  # recorded in every result (e.g. the catalog)
@@ -78,6 +80,13 @@ def probe_split(encoders: EvalEncoders, task: Task, modalities: tuple[str, ...],
                        "warmup_bn": settings.finetune.warmup_bn}
             results.append(_record(encoders, task, settings, modality, metrics, details))
         return results
+    if settings.protocol == "linear-multilayer":
+        options = settings.multilayer or MultilayerOptions()
+        details = {"epochs": options.epochs, "milestones": list(options.milestones), "lr": options.lr,
+                   "batch_size": options.batch_size}
+        return [_record(encoders, task, settings, modality,
+                        linear_multilayer(encoders, task, modality, sampling, options, device), details)
+                for modality in modalities]
     by_modality = _frozen(encoders, task, modalities, settings, device, cache or FeatureCache(None, {}))
     return [_record(encoders, task, settings, modality, *by_modality[modality]) for modality in modalities]
 
