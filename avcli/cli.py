@@ -11,14 +11,26 @@ import sys
 import traceback
 
 import typer
+from typer.core import TyperGroup
 
 from avcli import __version__
-from avcli.commands import fingerprint, ingest, pretrain, probe, retrieve, validate
+from avcli.commands import env, fingerprint, ingest, pretrain, probe, retrieve, validate
 from avcli.errors import EXIT_FAILURE, EXIT_USAGE, AvcliError
 from avcli.log import configure
 
+# `avcli --help` lists the verbs in the order of the lifecycle, not in typer's (commands first, then groups)
+VERB_ORDER = ("ingest", "pretrain", "validate", "probe", "retrieve", "fingerprint", "env")
+
+
+class _Verbs(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: VERB_ORDER.index(name) if name in VERB_ORDER else len(VERB_ORDER))
+
+
 app = typer.Typer(
     name="avcli",
+    cls=_Verbs,
     help="Self-supervised audio-visual representation learning: ingest videos, pretrain encoders, measure them.",
     no_args_is_help=True,
     add_completion=False,
@@ -43,7 +55,7 @@ def _global(
     configure(verbose=verbose, quiet=quiet)
 
 
-for module in (ingest, pretrain, probe, retrieve, fingerprint, validate):
+for module in (ingest, pretrain, probe, retrieve, fingerprint, validate, env):
     module.register(app)
 
 

@@ -1,12 +1,14 @@
 """`avcli ingest`: media files → a catalog with training copies; plus `ingest merge` and `ingest stats`.
 
     avcli ingest SRC... --out CATALOG [--workers N] [--layout ucf101] [--titles t.csv] [--shard i/n]
+    avcli ingest --synthetic N --out DIR
     avcli ingest merge SHARD... --out CATALOG
     avcli ingest stats CATALOG [--json]
-    avcli ingest --synthetic N --out DIR
 
-One JSON line per file on stdout, a summary on stderr; exit 3 when more inputs than --max-reject-fraction
-were rejected. (A file literally called `merge` or `stats` is given as ./merge.)
+`ingest` is a command group whose hidden default command ingests: a first argument that is not a sub-command's
+name is an input, so `avcli ingest SRC...` works as it always has, and `avcli ingest --help` lists `merge` and
+`stats`. One JSON line per file on stdout, a summary on stderr; exit 3 when more inputs than
+--max-reject-fraction were rejected. (A file literally called `merge` or `stats` is given as ./merge.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import List, Optional
 
 import typer
 
+from avcli.commands.default_group import DefaultCommand, DefaultCommandGroup
 from avcli.commands.output import emit
 from avcli.data.catalog import Catalog
 from avcli.data.ingest import IngestOptions, ingest_paths, ingest_synthetic
@@ -105,12 +108,17 @@ def _run_stats(args: list[str], as_json: bool) -> int:
     return EXIT_OK
 
 
+HELP = "Probe, validate, transcode and index media (folders, files, or - for paths on stdin) into a catalog."
+
+
+class _IngestGroup(DefaultCommandGroup):
+    default_command = "files"
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "ingest",
-        help="Probe, validate, transcode and index media (folders, files, or - for paths on stdin) into a catalog. "
-        "Also: `ingest merge SHARD... --out C` and `ingest stats CATALOG [--json]`.",
-    )
+    group = typer.Typer(cls=_IngestGroup, help=HELP, rich_markup_mode=None)
+
+    @group.command("files", cls=DefaultCommand, hidden=True, help=HELP)
     def ingest(
         inputs: Optional[List[str]] = typer.Argument(None, help="Files, folders (recursive) or - (paths on stdin)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Catalog directory to create or extend."),
@@ -133,11 +141,13 @@ def register(app: typer.Typer) -> None:
         ),
         allow_no_audio: bool = typer.Option(False, "--allow-no-audio", help="Keep videos without an audio stream."),
         min_seconds: float = typer.Option(0.5, "--min-seconds", min=0.0, help="Reject files shorter than this."),
-        as_json: bool = typer.Option(False, "--json", help="ingest stats: print the summary as JSON on stdout."),
         synthetic: Optional[int] = typer.Option(
             None, "--synthetic", min=4, help="Generate N videos of the synthetic world into --out and ingest them."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the synthetic world."),
+        # `avcli ingest --json stats C` and `avcli ingest --out C merge A B` (options before the sub-command's name)
+        # reach this command; they keep working through the branches below.
+        as_json: bool = typer.Option(False, "--json", hidden=True),
     ) -> int:
         inputs = list(inputs or [])
         if inputs and inputs[0] == "stats":
@@ -173,3 +183,20 @@ def register(app: typer.Typer) -> None:
             max_reject_fraction=max_reject_fraction,
         )
         return _run_ingest(inputs, out, options, parse_shard(shard) if shard else None, titles, layout, layout_meta)
+
+    @group.command("merge", help="Merge catalogs ingested as shards (--shard i/n) into one; one JSON line per row.")
+    def merge(
+        shards: List[str] = typer.Argument(..., help="Shard catalogs (folders written by avcli ingest --shard)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Catalog directory to create."),
+    ) -> int:
+        return _run_merge(list(shards), out)
+
+    @group.command("stats", help="Counts by status, reject reason and flag, and hours of usable media, of a catalog.")
+    def stats(
+        catalog: str = typer.Argument(..., help="Catalog folder."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout (default: one line "
+                                     "on stderr)."),
+    ) -> int:
+        return _run_stats([catalog], as_json)
+
+    app.add_typer(group, name="ingest")

@@ -1,8 +1,9 @@
 """`avcli pretrain RECIPE [a.b=v ...]`: train encoders; prints a JSON summary (run dir, checkpoint) on stdout.
 `avcli pretrain export CKPT --out DIR`: the checkpoint's encoders as plain (torchvision where possible) weights.
 
-`pretrain` is a command group whose default command trains: a first argument that is not a sub-command's name
-(`export`) is a recipe, so `avcli pretrain RECIPE ...` works exactly as it always has.
+`pretrain` is a command group whose hidden default command trains: a first argument that is not a sub-command's name
+(`export`) is a recipe, so `avcli pretrain RECIPE ...` works exactly as it always has, and `avcli pretrain --help`
+shows the recipe, the overrides and --resume beside `export`.
 """
 
 from __future__ import annotations
@@ -11,29 +12,23 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from typer.core import TyperGroup
 
+from avcli.commands.default_group import DefaultCommand, DefaultCommandGroup
 from avcli.commands.output import emit
 
-HELP = """Train audio and video encoders with the recipe's method, or export a checkpoint's encoders.
-
-\b
-  avcli pretrain RECIPE [a.b=v ...] [--resume auto|PATH]   train (under torchrun: every process runs this)
-  avcli pretrain export CKPT --out DIR                    encoders as safetensors + preprocessing.json
-"""
+HELP = ("Train audio and video encoders with the recipe's method (under torchrun every process runs this), "
+        "or export a checkpoint's encoders.")
 
 
-class _TrainByDefault(TyperGroup):
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = ["train", *args]
-        return super().parse_args(ctx, args)
+class _TrainByDefault(DefaultCommandGroup):
+    default_command = "train"
 
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(cls=_TrainByDefault, help=HELP, no_args_is_help=True, rich_markup_mode=None)
 
-    @group.command("train", hidden=True, help="Train audio and video encoders with the recipe's method.")
+    @group.command("train", cls=DefaultCommand, hidden=True,
+                   help="Train audio and video encoders with the recipe's method.")
     def train(
         recipe: str = typer.Argument(..., help="Recipe YAML file."),
         overrides: Optional[List[str]] = typer.Argument(None, help="Overrides: a.b=value (YAML scalar), ~a.b deletes."),
