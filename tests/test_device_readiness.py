@@ -160,14 +160,16 @@ class DeviceReads(TorchDispatchMode):
     """Operations that make the host wait for the device on a GPU — a value read back (`.item()`, `float()`,
     `bool()`, `.tolist()`), or an output whose size depends on values (nonzero, unique, boolean-mask indexing) —
     applied to tensors that would live on the device. Tensors the data loader hands over are host data, and so is
-    whatever is computed from them alone; copies (`.to(device)`) make device data."""
+    whatever is computed from them alone; copies (`.to(device)`) make device data. The loader's own work (in its
+    workers on a real run) is host work: the test loads in the main process (`workers: 0`), so that no process is
+    forked while this mode is active."""
 
     SIZE_FROM_VALUES = {aten.nonzero.default, aten._unique2.default, aten.unique_dim.default,
                         aten.unique_consecutive.default, aten.masked_select.default, aten._local_scalar_dense.default}
     COPIES = {aten._to_copy.default, aten.copy_.default}
-    # host-side by construction on a GPU run: the optimiser's step counters (CPU tensors unless capturable), and
-    # range checks that only run for CPU indices
-    EXEMPT = ("torch/optim/", "_check_range")
+    # host-side by construction on a GPU run: the optimiser's step counters (CPU tensors unless capturable), range
+    # checks that only run for CPU indices, and the data loader's fetch (decoding and collation, in its workers)
+    EXEMPT = ("torch/optim/", "_check_range", "torch/utils/data/")
 
     def __init__(self):
         super().__init__()
@@ -252,7 +254,7 @@ def test_a_step_under_bf16_computes_losses_in_float32_and_reads_the_device_once(
     monkeypatch.setattr(torch.Tensor, "tolist", tolist)
     monkeypatch.setattr(avts, "avts_margin_loss", spy(avts.avts_margin_loss))
     monkeypatch.setattr(avts, "masked_pair_loss", spy(avts_losses.masked_pair_loss))
-    training = dict(steps=5, log_every=100, checkpoint_every=100, workers=1)
+    training = dict(steps=5, log_every=100, checkpoint_every=100, workers=0)
     if name == "xid":
         recipe = recipe_from_dict(tiny_recipe_dict(small_world, tmp_path / "run", precision="bf16", **training))
     else:
