@@ -79,6 +79,9 @@ def loader_main() -> None:
             seen.extend(batch.tolist())
     workers = [w.pid for w in loader._iterator._workers]
     del loader  # the workers are shut down here
+    # the test may still be signalling the group (for a fixed time, however fast this ran), and finalisation puts
+    # the default handlers back, under which a late SIGTERM would end this process by the signal: hold them back
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     print(json.dumps({"items": len(seen), "distinct": len(set(seen)), "received": sorted(set(received)),
                       "workers": workers}), flush=True)
 
