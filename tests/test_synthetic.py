@@ -162,3 +162,58 @@ def test_slowdown_restores_the_speed_at_each_bounce():
     first = bounced.index(True)
     assert speeds[0] == pytest.approx(2.7) and speeds[1] == pytest.approx(2.43)
     assert speeds[first] == pytest.approx(3.0) and speeds[first + 1] == pytest.approx(2.7)
+
+
+def _fall_video(index: int = 1, **overrides):
+    from avcli.media.synthetic import _Title, render_video
+
+    spec = SyntheticWorld(videos=8, titles=2, seed=3, distractors=0, sound_distractors=0.0,
+                          min_seconds=8.0, max_seconds=8.0, faulty_fraction=0.0, motion="fall", **overrides)
+    row = world_assignments(spec)[index]
+    return spec, render_video(spec, index, row["class_id"], _Title(spec, row["title_id"]), None)
+
+
+def _falls(events: dict, n_frames: int) -> list[list[int]]:
+    """The indices (into bounce_frames) of the bounces of each fall: between one kick and the next."""
+    edges = [0, *events["kick_frames"], n_frames]
+    return [[i for i, b in enumerate(events["bounce_frames"]) if lo <= b < hi] for lo, hi in zip(edges, edges[1:])]
+
+
+def test_fall_world_loses_height_between_kicks():
+    """`motion: fall`: between two kicks every bounce peaks lower than the one before (restitution < 1), and a kick
+    sends the object up again; the bounces of a fall come closer together."""
+    spec, (frames, _, events) = _fall_video()
+    height = frames.shape[1] - _object_track(frames)[:, 0]  # rows grow downwards
+    bounces, checked = events["bounce_frames"], 0
+    for fall in _falls(events, len(frames)):
+        peaks = [height[bounces[i]:bounces[i + 1]].max() for i in fall[:-1] if i + 1 in fall]
+        gaps = np.diff([bounces[i] for i in fall])
+        assert all(b < a for a, b in zip(peaks, peaks[1:])), peaks
+        assert all(b <= a for a, b in zip(gaps, gaps[1:])), gaps
+        checked += len(peaks) >= 2
+    assert checked >= 1
+    assert len(events["kick_frames"]) >= 3  # about one kick every 1.5–2.5 s over 8 s
+    kick = events["kick_frames"][1]
+    assert height[kick + 4] > height[kick] + 5  # a kick lifts it
+
+
+def test_fall_world_bounce_sounds_get_quieter_within_a_fall():
+    """Each bounce of a fall sounds quieter than the one before (the gain follows the impact speed), in the gains
+    the generator reports and in the rendered soundtrack; the sound events per second stay near the bounce
+    world's (about one a second)."""
+    spec, (frames, audio, events) = _fall_video()
+    rate = spec.sample_rate
+    loudness = [np.abs(audio[round(b / spec.fps * rate):round(b / spec.fps * rate) + rate // 40]).max()
+                for b in events["bounce_frames"]]
+    for fall in _falls(events, len(frames)):
+        gains = [events["bounce_gains"][i] for i in fall]
+        assert all(b < a for a, b in zip(gains, gains[1:])), gains
+        heard = [loudness[i] for i in fall]
+        assert all(b < a for a, b in zip(heard, heard[1:])), heard
+    per_second = len(events["bounce_frames"]) / (len(frames) / spec.fps)
+    assert 0.6 <= per_second <= 2.0
+
+
+def test_fall_world_excludes_the_slowdown():
+    with pytest.raises(ValueError, match="slowdown_per_s"):
+        SyntheticWorld(motion="fall", slowdown_per_s=1.0)

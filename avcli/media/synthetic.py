@@ -9,9 +9,13 @@ Where the class lives, and where it deliberately does not:
   glide, double hit);
 - not in colour: object and background colours are drawn per video/title, independently of the class;
 - not in pitch: each video's sound has its own fundamental (an octave's range), whatever the class.
-Motion is time-reversible by default (constant speed, elastic bounces): a clip played backwards is a valid clip,
-so the temporal method's direction and order tasks have nothing to learn from the video. `slowdown_per_s` adds an
-arrow of time: the object slows between bounces and each bounce restores its speed.
+Motion is time-reversible by default (`motion: bounce`: constant speed, elastic bounces): a clip played backwards
+is a valid clip, so the temporal method's direction and order tasks have nothing to learn from the video.
+`slowdown_per_s` adds an arrow of time: the object slows between bounces and each bounce restores its speed (at
+1/s it nearly stops after two or three bounces, so it mostly tells early clips from late ones). `motion: fall`
+gives natural arrows of time: gravity, floor bounces that keep `restitution` of the speed, and a kick up every
+`kick_period_s`; the object loses height from bounce to bounce, its bounces come faster, and each one sounds
+quieter than the one before (the sound's gain follows the impact speed). Its side walls are silent.
 Distractors: a per-title background texture and ambient sound shared by all videos of a title (titles group
 videos like episodes of a show; `title_strength` sets how distinct they are), silent moving blobs, unrelated
 sound events, random speed and start position, and a fraction of "faulty" videos whose soundtrack is unrelated
@@ -26,7 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -208,6 +212,83 @@ class _Mover:
         return bounced
 
 
+# How bouncy each class is in the `fall` world (times `restitution`): part of its motion, and through the rhythm
+# of a fall's bounces, of its sound.
+_RESTITUTION_FACTOR = [1.0, 0.9, 1.06, 0.94, 1.1, 0.96, 1.03, 0.92]
+FALL_SECONDS = 0.55  # a fall from the top of the frame to the floor, whatever the frame size
+REST_SPEED = 0.15  # a floor impact slower than this share of a fall from the top stops the object (no sound)
+
+
+@dataclass
+class _Faller:
+    """An object under gravity (`fall` world), in pixels and frames; y grows downwards. It glides sideways at a
+    constant speed (elastic, silent side walls), bounces off the floor keeping `restitution` of its speed, and comes
+    to rest when an impact is slower than REST_SPEED of a fall from the top. Every `kick_every` frames (from
+    `kick_phase`) a kick sends it up to a random height, at least a fifth of the frame above where it is: so it
+    visibly loses height between kicks, and its bounces come faster and weaker until the next kick."""
+
+    pos: np.ndarray
+    vel: np.ndarray
+    radius: float
+    gravity: float
+    restitution: float
+    kick_every: float
+    kick_phase: float
+    rng: np.random.Generator
+    frame: int = 0
+    resting: bool = False
+    kicks: list = field(default_factory=list)  # the frames at which it was kicked
+
+    def floor(self, size: int) -> float:
+        return size - 1 - self.radius
+
+    def top_speed(self, size: int) -> float:
+        """The impact speed of a fall from the top of the frame: the loudest bounce."""
+        return math.sqrt(2 * self.gravity * (self.floor(size) - self.radius))
+
+    def step(self, size: int) -> float:
+        """Advance one frame; the impact speed (pixels per frame) of a sounding floor bounce during it, else 0."""
+        self.frame += 1
+        floor, span = self.floor(size), self.floor(size) - self.radius
+        if (self.frame - self.kick_phase) % self.kick_every < 1:  # a kick: up to a random height
+            height = floor - self.pos[1]
+            apex = min(span, max(float(self.rng.uniform(0.6, 0.95)) * span, height + 0.2 * span))
+            self.vel[1] = -math.sqrt(2 * self.gravity * max(apex - height, 0.0))
+            self.resting = False
+            self.kicks.append(self.frame)
+        self.pos[0] += self.vel[0]
+        if not self.pos[0] >= self.radius or not self.pos[0] <= floor:  # side walls: elastic and silent
+            self.pos[0] = 2 * (self.radius if self.pos[0] < self.radius else floor) - self.pos[0]
+            self.vel[0] = -self.vel[0]
+        if self.resting:
+            return 0.0
+        # exact ballistic motion over the frame, with the floor impact (if any) inside it
+        y, v, g = self.pos[1], self.vel[1], self.gravity
+        y_end = y + v + g / 2
+        if y_end <= floor:
+            self.pos[1], self.vel[1] = max(y_end, self.radius), v + g
+            return 0.0
+        t_hit = (-v + math.sqrt(max(v * v + 2 * g * (floor - y), 0.0))) / g  # 0 < t_hit ≤ 1
+        impact = v + g * t_hit
+        if impact < REST_SPEED * self.top_speed(size):
+            self.pos[1], self.vel[1], self.resting = floor, 0.0, True
+            return 0.0
+        up, rest = -self.restitution * impact, 1 - t_hit
+        self.pos[1], self.vel[1] = min(floor + up * rest + g * rest * rest / 2, floor), up + g * rest
+        return impact
+
+
+def _random_faller(rng: np.random.Generator, spec: SyntheticWorld, class_id: int, size: int, radius: float,
+                   speed: float) -> _Faller:
+    fps = spec.fps
+    gravity = 2 * (size - 1 - 2 * radius) / (FALL_SECONDS * fps) ** 2
+    pos = np.array([rng.uniform(radius, size - 1 - radius), rng.uniform(radius, size - 1 - radius)])
+    kick_every = rng.uniform(*spec.kick_period_s) * fps
+    restitution = min(spec.restitution * _RESTITUTION_FACTOR[class_id], 0.95)
+    return _Faller(pos, np.array([speed * (1 if rng.random() < 0.5 else -1), 0.0]), radius, gravity, restitution,
+                   kick_every, rng.uniform(0, kick_every), rng)
+
+
 def _random_mover(rng: np.random.Generator, size: int, radius: float, speed: float, decay: float = 1.0) -> _Mover:
     pos = rng.uniform(radius, size - 1 - radius, size=2)
     angle = rng.uniform(0, 2 * np.pi)
@@ -231,7 +312,10 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     speed_px_per_s = size * rng.uniform(*spec.speed) * _SPEED_FACTOR[class_id]
     # With a slowdown the object loses speed between bounces and a bounce restores it: played backwards it speeds
     # up towards the wall and is braked by it, so a clip's direction and order become visible.
-    hero = _random_mover(rng, size, radius, speed_px_per_s / spec.fps, math.exp(-spec.slowdown_per_s / spec.fps))
+    if spec.motion == "fall":
+        hero = _random_faller(rng, spec, class_id, size, radius, speed_px_per_s / spec.fps)
+    else:
+        hero = _random_mover(rng, size, radius, speed_px_per_s / spec.fps, math.exp(-spec.slowdown_per_s / spec.fps))
     colour = _hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0))
     blobs = [
         (
@@ -242,10 +326,12 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     ]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     frames = np.empty((n_frames, size, size, 3), np.uint8)
-    bounces = []
+    bounces, impacts = [], []
     for k in range(n_frames):
-        if k > 0 and hero.step(size):
+        impact = float(hero.step(size)) if k > 0 else 0.0
+        if impact:
             bounces.append(k)
+            impacts.append(impact)
         image = np.broadcast_to(title.background, (size, size, 3)).copy()
         for blob, blob_colour in blobs:
             if k > 0:
@@ -269,11 +355,23 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
         rate = max(len(bounces), 2) / seconds
         onsets = list(np.sort(rng.uniform(0, seconds, size=rng.poisson(rate * seconds))))
     sound = bounce_sound(sound_class, spec.sample_rate, f0)
-    for onset in onsets:
-        _mix(audio, sound, onset, spec.sample_rate, 0.5 * rng.uniform(0.7, 1.0))
+    if spec.motion == "fall":  # as loud as the impact is fast: each bounce of a fall quieter than the one before
+        level = 0.5 * rng.uniform(0.7, 1.0)
+        gains = [level * min(1.0, i / hero.top_speed(size)) for i in impacts]
+        if faulty_source is not None:  # unrelated sound: the gains of this video's bounces, at random times
+            gains = [gains[int(j)] for j in rng.integers(len(gains), size=len(onsets))] if gains else [level] * len(onsets)
+    else:
+        gains = [0.5 * rng.uniform(0.7, 1.0) for _ in onsets]
+    for onset, gain in zip(onsets, gains):
+        _mix(audio, sound, onset, spec.sample_rate, gain)
     for onset in rng.uniform(0, seconds, size=rng.poisson(spec.sound_distractors * seconds)):
         _mix(audio, _noise_event(spec.sample_rate, rng), onset, spec.sample_rate, 0.4 * rng.uniform(0.5, 1.0))
-    return frames, np.clip(audio, -1, 1), {"bounce_frames": bounces, "f0_hz": round(f0, 3)}
+    events = {"bounce_frames": bounces, "f0_hz": round(f0, 3)}
+    if spec.motion == "fall" and faulty_source is None:
+        events["bounce_gains"] = [round(g, 4) for g in gains]
+    if spec.motion == "fall":
+        events["kick_frames"] = list(hero.kicks)
+    return frames, np.clip(audio, -1, 1), events
 
 
 def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:

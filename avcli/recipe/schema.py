@@ -39,6 +39,20 @@ class SyntheticWorld(Strict):
         "arrow of time for the temporal method's direction and order tasks (0: constant speed, elastic bounces, "
         "motion that looks the same played backwards)",
     )
+    motion: Literal["bounce", "fall"] = Field(
+        "bounce",
+        description="`bounce`: the object glides at constant speed and bounces elastically off the four edges "
+        "(motion that looks the same played backwards); `fall`: gravity, the object bounces off the floor with "
+        "`restitution` and is kicked up again every `kick_period_s`, so it visibly loses height between kicks and "
+        "each bounce of a fall sounds quieter than the one before (natural arrows of time, for the temporal method)",
+    )
+    restitution: float = Field(
+        0.7, gt=0, lt=1, description="`fall`: the share of its speed the object keeps at a floor bounce (before the "
+        "class's own factor: some classes are bouncier than others)"
+    )
+    kick_period_s: tuple[float, float] = Field(
+        (1.5, 2.5), description="`fall`: range of the time between two kicks (drawn per video)"
+    )
     seed: int = 0
     size: int = Field(64, ge=32, description="frame width and height in pixels")
     fps: int = Field(16, ge=4)
@@ -53,6 +67,11 @@ class SyntheticWorld(Strict):
             raise ValueError("max_seconds must be >= min_seconds")
         if not 0 < self.speed[0] <= self.speed[1]:
             raise ValueError("speed must be (min, max) with 0 < min <= max")
+        if not 0 < self.kick_period_s[0] <= self.kick_period_s[1]:
+            raise ValueError("kick_period_s must be (min, max) with 0 < min <= max")
+        if self.motion == "fall" and self.slowdown_per_s:
+            raise ValueError("slowdown_per_s applies to motion: bounce only; the fall world's arrow of time is "
+                             "its restitution")
         return self
 
 
