@@ -329,6 +329,24 @@ def test_temporal_objective_sums_weighted_terms_and_switches_them_off():
     assert "speed_accuracy" not in stats
 
 
+def test_temporal_held_out_stats_score_every_trained_head_like_the_training_step():
+    """On the same samples (a model without BatchNorm), the held-out accuracies equal the training step's batch
+    figures; audio heads are scored too, and a head whose weight is 0 is not reported."""
+    batch = _temporal_batch()
+    objective = TemporalObjective(Temporal(extra_positives=0), (1, 2, 4), 6, 6, 4, num_items=6)
+    model = ClipModel()
+    _, stats = objective(model, batch)
+    held = objective.held_out_stats(model, [batch.rows(slice(0, 4)), batch.rows(slice(4, 6))])
+    assert set(held) == {"heldout_speed_accuracy", "heldout_speed_accuracy_audio", "heldout_direction_accuracy",
+                         "heldout_direction_accuracy_audio", "heldout_order_accuracy",
+                         "heldout_order_accuracy_audio", "heldout_av_order_accuracy"}
+    for name in ("speed_accuracy", "direction_accuracy", "direction_accuracy_audio", "order_accuracy",
+                 "av_order_accuracy"):
+        assert held[f"heldout_{name}"] == pytest.approx(float(stats[name])), name
+    no_direction = TemporalObjective(Temporal(direction=0, extra_positives=0), (1, 2, 4), 6, 6, 4, num_items=6)
+    assert not any("direction" in k for k in no_direction.held_out_stats(model, [batch]))
+
+
 def test_temporal_empty_windows_never_reach_the_towers():
     """A window the sampler could not place is zeros in the batch; it must not be encoded (a wasted forward pass
     and blank inputs in the BatchNorm statistics). Every term still equals its value over the present windows."""

@@ -405,6 +405,12 @@ class Temporal(Strict):
     )
     queue_size: Optional[int] = Field(None, ge=1, description="feature-queue length; default the number of items")
     head_hidden: int = Field(512, ge=1, description="hidden width of the ordering MLPs")
+    held_out_pairs: int = Field(
+        0, ge=0, description="fixed samples (the sampler's windows, drawn once from their own stream) on which the "
+        "speed, direction and order heads are scored every `held_out_every` steps (metrics heldout_*_accuracy); "
+        "0: none"
+    )
+    held_out_every: int = Field(100, ge=1, description="steps between held-out pretext accuracy measurements")
 
 
 class Movies(Strict):

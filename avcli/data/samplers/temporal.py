@@ -51,6 +51,12 @@ class TemporalSampler(PerItemSampler):
         """The speed classes `item` can be sampled at."""
         return [int(k) for k in np.flatnonzero(self.allowed[item])] or [self.slowest]
 
+    def held_out_specs(self, count: int, seed: int = 104729) -> list[SampleSpec]:
+        """`count` fixed samples for measuring the pretext heads on clips no batch holds: items and windows drawn
+        from their own random stream, the same for every epoch, rank and resumed run."""
+        rng = np.random.default_rng([self.seed % 2**64, seed])
+        return [self._sample(int(item), rng) for item in rng.integers(len(self.items), size=count)]
+
     def _num_samples(self) -> int:
         return len(self.items) * self.clips_per_item
 

@@ -97,6 +97,44 @@ class TemporalObjective(Objective):
         stats.update({f"loss_{name}": value.detach() for name, value in terms.items()})
         return loss, stats
 
+    @torch.no_grad()
+    def held_out_stats(self, model, batches) -> dict:
+        """Accuracy of every pretext head that is trained (weight > 0) on fixed held-out samples (an iterable of
+        TrainBatch chunks), video and audio apart: `heldout_speed_accuracy[_audio]`,
+        `heldout_direction_accuracy[_audio]`, `heldout_order_accuracy[_audio]`, `heldout_av_order_accuracy`.
+        The caller puts the model and this objective in eval mode."""
+        cfg = self.cfg
+        right: dict[str, list[torch.Tensor]] = {}
+
+        def score(name: str, correct: torch.Tensor, valid: torch.Tensor) -> None:
+            right.setdefault(name, []).append(correct[valid].float())
+
+        for part in batches:
+            vm, am = part.host_mask("video"), part.host_mask("audio")
+            fv = present_windows(model.video, part.video, vm)
+            fa = present_windows(model.audio, part.audio, am)
+            labels = part.labels
+            speed_class, reverse = labels["speed_class"].long(), labels["reverse"].long()
+            everyone = torch.ones_like(reverse, dtype=torch.bool)
+            order = labels["order"].long()
+            placed = (order >= 0) & vm[:, SECOND].to(order.device)
+            for suffix, heads, f in (("", self.video_heads, fv), ("_audio", self.audio_heads, fa)):
+                if cfg.speed:
+                    score(f"speed_accuracy{suffix}", heads.speed(f[:, MAIN]).argmax(1) == speed_class, everyone)
+                if cfg.direction:
+                    score(f"direction_accuracy{suffix}", (heads.direction(f[:, MAIN]).squeeze(1) > 0).long() == reverse,
+                          everyone)
+                if cfg.order:
+                    score(f"order_accuracy{suffix}", (heads.order_logit(f[:, MAIN], f[:, SECOND]) > 0).long() == order,
+                          placed)
+            if cfg.av_order:
+                av_order = labels["av_order"].long()
+                both = (av_order >= 0) & (vm[:, CROSS] & am[:, CROSS]).to(av_order.device)
+                logit = self.av_order(torch.cat([fv[:, CROSS], fa[:, CROSS]], dim=1)).squeeze(1)
+                score("av_order_accuracy", (logit > 0).long() == av_order, both)
+        return {f"heldout_{name}": float(torch.cat(values).mean()) if sum(v.numel() for v in values) else float("nan")
+                for name, values in right.items()}
+
     def _contrastive(self, model, batch, fv, fa, speed_class, reverse) -> tuple[dict, dict]:
         cfg = self.cfg
         ev = F.normalize(present_windows(model.video_head, fv, batch.host_mask("video")), dim=-1)  # B×W×D
