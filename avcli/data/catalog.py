@@ -8,6 +8,7 @@ copies); `meta` holds the schema version and ingest options.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -56,7 +57,7 @@ COLUMNS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)  # no per-item __dict__: a million items are a million of these (issue 26)
 class CatalogItem:
     """One usable item as readers see it: when a transcoded copy exists, the stream indices, timing and size
     are those of the copy (which is upright and starts at 0), and `source` is the copy."""
@@ -114,6 +115,28 @@ def _process_alive(pid: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _json_or(text: str | None, empty: str, make):
+    """A JSON column's value; NULL and the column's empty value give a fresh empty one without the decoder."""
+    return make() if not text or text == empty else json.loads(text)
+
+
+class _Joiner:
+    """`str(root / relative)` for the relative paths of a catalog's copies, with pathlib run once per folder
+    (media/ab/…): the same string, a few times faster over a million rows."""
+
+    def __init__(self, root: Path):
+        self.root, self.folders = root, {}
+
+    def __call__(self, relative: str) -> str:
+        folder, _, name = relative.rpartition("/")
+        base = self.folders.get(folder)
+        if base is None:
+            base = self.folders[folder] = str(self.root / folder) if folder else None
+        if base is None or name in ("", ".") or base == "." or base.endswith("/"):
+            return str(self.root / relative)  # where pathlib would drop or merge parts: let it
+        return f"{base}/{name}"
 
 
 class Catalog:
@@ -214,28 +237,50 @@ class Catalog:
         return json.loads(row[0]) if row else default
 
     def items(self, status: str | None = "ok") -> list[CatalogItem]:
-        names = [n for n in CatalogItem.__dataclass_fields__ if n not in ("media_path", "audio_sidecar")] + ["media"]
-        query = f"SELECT {', '.join(names)} FROM items"
+        """The items with `status` (None: all), ordered by path.
+
+        Built to load a million rows in seconds at about a kilobyte each (benchmarks/catalog_scale.py): the
+        cyclic garbage collector is held off while the rows are built (they hold no reference cycles, and a
+        million new containers would otherwise set off collections that walk everything loaded so far),
+        strings that repeat across rows (status, titles, shows, labels, splits) are shared, the usual empty
+        JSON values skip the decoder, and a copy's absolute path is joined with pathlib once per folder."""
+        # every column a CatalogItem has, in the order unpacked below (the copy's paths come from `media`)
+        query = ("SELECT item_id, path, status, duration_s, start_s, fps, width, height, rotation, video_stream, "
+                 "audio_stream, audio_rate, title_id, label, split, reject_reason, flags, extra, show_id, season, "
+                 "episode, shots, media FROM items")
         args: tuple = ()
         if status is not None:
             query += " WHERE status = ?"
             args = (status,)
         query += " ORDER BY path"
+        share = {}.setdefault  # one str object per distinct value
+        under_root = _Joiner(self.root)
         out = []
-        for values in self.db.execute(query, args):
-            row = dict(zip(names, values))
-            for key, empty in (("flags", "[]"), ("extra", "{}"), ("shots", "[]")):
-                row[key] = json.loads(row[key] or empty)
-            row["start_s"] = row["start_s"] or 0.0
-            row["rotation"] = row["rotation"] or 0
-            media = json.loads(row.pop("media") or "null")
-            if media:  # read the copy: its own streams and timing, already upright, starting at 0
-                row.update({key: media.get(key) for key in ("video_stream", "audio_stream", "fps", "width", "height",
-                                                            "audio_rate", "duration_s")})
-                row.update(media_path=str(self.root / media["path"]), start_s=0.0, rotation=0)
-                if media.get("audio_sidecar"):
-                    row["audio_sidecar"] = str(self.root / media["audio_sidecar"])
-            out.append(CatalogItem(**row))
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for (item_id, path, item_status, duration_s, start_s, fps, width, height, rotation, video_stream,
+                 audio_stream, audio_rate, title_id, label, split, reject_reason, flags, extra, show_id, season,
+                 episode, shots, media) in self.db.execute(query, args):
+                media_path = audio_sidecar = None
+                start_s, rotation = start_s or 0.0, rotation or 0
+                copy = json.loads(media) if media else None
+                if copy:  # read the copy: its own streams and timing, already upright, starting at 0
+                    video_stream, audio_stream, fps, width, height, audio_rate, duration_s = (
+                        copy.get("video_stream"), copy.get("audio_stream"), copy.get("fps"), copy.get("width"),
+                        copy.get("height"), copy.get("audio_rate"), copy.get("duration_s"))
+                    media_path, start_s, rotation = under_root(copy["path"]), 0.0, 0
+                    if copy.get("audio_sidecar"):
+                        audio_sidecar = under_root(copy["audio_sidecar"])
+                out.append(CatalogItem(
+                    item_id, path, share(item_status, item_status), media_path, duration_s, start_s, fps, width,
+                    height, rotation, video_stream, audio_stream, audio_rate, share(title_id, title_id),
+                    share(label, label), share(split, split), reject_reason, _json_or(flags, "[]", list),
+                    _json_or(extra, "{}", dict), share(show_id, show_id), season, episode,
+                    _json_or(shots, "[]", list), audio_sidecar))
+        finally:
+            if collecting:
+                gc.enable()
         return out
 
     def rows(self) -> list[dict]:

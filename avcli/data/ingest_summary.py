@@ -91,7 +91,26 @@ class IngestSummary:
 
 
 def catalog_summary(catalog: Catalog) -> IngestSummary:
-    summary = IngestSummary()
-    for row in catalog.rows():
-        summary.count(row)
+    """What `catalog` holds, counted by SQLite: a few aggregate passes over the table instead of a decoded row
+    per item (a million rows as Python dicts took a minute and 3 GB). The same figures as counting the rows in
+    path order with `IngestSummary.count`: groups are inserted in order of first appearance, so ties in
+    `most_common` fall the same way. The one difference: hours are summed in table order, which can move the
+    last bits of the float (hours are rounded to 4 decimals)."""
+    db, summary = catalog.db, IngestSummary()
+    for status, n in db.execute("SELECT status, COUNT(*) FROM items GROUP BY status ORDER BY MIN(path)"):
+        summary.by_status[status] = n
+    for reason, n in db.execute(
+            "SELECT COALESCE(NULLIF(reject_reason, ''), 'unknown') AS reason, COUNT(*) FROM items "
+            "WHERE status = 'rejected' GROUP BY reason ORDER BY MIN(path)"):
+        summary.reasons[reason] = n
+    # a flag's first appearance: the first row (by path) that has it, then its place in that row's list
+    for flag, n in db.execute(
+            "SELECT flag.value, COUNT(*) FROM items, json_each(items.flags) AS flag WHERE items.flags != '[]' "
+            "GROUP BY flag.value ORDER BY MIN(items.path || char(0) || printf('%010d', flag.key))"):
+        summary.flags[flag] = n
+    # usable_seconds: the copy's length when it has one, else the probed duration
+    (seconds,) = db.execute(
+        "SELECT TOTAL(COALESCE(json_extract(media, '$.duration_s'), duration_s)) FROM items WHERE status = 'ok'"
+    ).fetchone()
+    summary.seconds_ok = summary.seconds_processed = float(seconds)
     return summary

@@ -9,6 +9,7 @@ spec carries labels {"title": t}.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from collections.abc import Sequence
 
@@ -16,27 +17,43 @@ import numpy as np
 
 from avcli.data.catalog import CatalogItem
 from avcli.data.sample_spec import SampleSpec, Window
-from avcli.data.samplers.base import (EPS, SpecBatchSampler, capacity, disjoint_starts, draw_seed, fits,
-                                      random_window, window_in_extent)
+from avcli.data.samplers.base import (EPS, SpecBatchSampler, disjoint_starts, draw_seed, fits, random_window,
+                                      window_in_extent)
 
 
 @dataclass(frozen=True)
-class _Segment:
-    """A stretch [lo, hi] of one item that can hold up to `cap` clips; `episode` numbers the item's title
-    within its group (for level="show")."""
+class _Segments:
+    """Stretches [lo, hi] of items, entry k holding up to cap[k] clips; `episode` numbers the item's title within
+    its group (for level="show"). Arrays rather than an object per segment: a million items' worth stays small."""
 
-    item: int
-    lo: float
-    hi: float
-    episode: int
-    cap: int
+    item: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    episode: np.ndarray
+    cap: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.item)
 
 
 @dataclass
 class _Group:
-    whole: list[_Segment]  # shots="any": whole items
-    single_shots: list[_Segment]  # shots="different": one clip per shot, shots shrunk by min_gap/2 at cuts
-    roomy_shots: list[_Segment]  # shots="same": shots that hold all C clips
+    whole: _Segments  # shots="any": whole items
+    single_shots: _Segments  # shots="different": one clip per shot, shots shrunk by min_gap/2 at cuts
+    roomy_shots: _Segments  # shots="same": shots that hold all C clips
+
+
+# groups' segments kept between draws; at a million items a rank draws each of ~10⁵ titles about once an epoch,
+# so an unbounded cache only grows (hundreds of MB), while rebuilding a group costs tens of microseconds
+MAX_CACHED_GROUPS = 4096
+
+
+def _choice(rng: np.random.Generator, p: np.ndarray) -> int:
+    """`int(rng.choice(len(p), p=p))` with the same draw (one uniform double against the normalised cumulative
+    sum), without choice()'s argument checks, which cost more than the draw for the few segments of a title."""
+    cdf = np.cumsum(p)
+    cdf /= cdf[-1]
+    return int(np.searchsorted(cdf, rng.random(), side="right"))
 
 
 class HierarchicalSampler(SpecBatchSampler):
@@ -98,41 +115,61 @@ class HierarchicalSampler(SpecBatchSampler):
 
     # ------------------------------------------------------------------ structure
 
-    def _build_groups(self) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-        """Items per group (title, or show at level="show"), each item's episode (its title), item → group."""
-        groups: dict[str, int] = {}
-        titles: dict[str, int] = {}
-        members: list[list[int]] = []
-        episodes, group_of = np.zeros(len(self.items), dtype=np.int64), np.zeros(len(self.items), dtype=np.int64)
+    def _build_groups(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Items per group (title, or show at level="show"), each item's episode (its title), item → group.
+        Groups and titles are numbered in order of first appearance."""
+        groups: dict = {}
+        titles: dict = {}
+        episodes, group_of = [], []
+        by_show = self.level == "show"
         for i, item in enumerate(self.items):
-            title = f"title:{item.title_id}" if item.title_id is not None else f"item:{i}"
-            key = f"show:{item.show_id}" if self.level == "show" and item.show_id is not None else title
-            g = groups.setdefault(key, len(groups))
-            if g == len(members):
-                members.append([])
-            members[g].append(i)
-            group_of[i], episodes[i] = g, titles.setdefault(title, len(titles))
-        return members, episodes, group_of
+            # keys: a title's id as text, an untitled item its index (an int never equals a str), a show a tuple
+            title = item.title_id if item.title_id is None or type(item.title_id) is str else str(item.title_id)
+            title = i if title is None else title
+            episodes.append(titles.setdefault(title, len(titles)))
+            key = (str(item.show_id),) if by_show and item.show_id is not None else title
+            group_of.append(groups.setdefault(key, len(groups)))
+        group_of = np.array(group_of, dtype=np.int64)
+        # members in item order: a stable sort by group, cut at each group's count
+        order = np.argsort(group_of, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(group_of, minlength=len(groups)))[:-1])
+        return members, np.array(episodes, dtype=np.int64), group_of
 
     def _group(self, g: int) -> _Group:
-        """The group's segments for each shots mode, built the first time the group is drawn."""
-        if g in self._segments:
-            return self._segments[g]
+        """The group's segments for each shots mode, built when the group is drawn (and kept a while)."""
+        cached = self._segments.get(g)
+        if cached is not None:
+            return cached
         size, gap, n = self.length, self.min_gap_s, self.clips_per_title
-        whole, single, roomy = [], [], []
-        for i in self.members[g]:
-            duration, episode = float(self.durations[i]), int(self.episodes[i])
-            whole.append(_Segment(i, 0.0, duration, episode, max(capacity(duration, size, gap), 1)))
-            if self.shots == "any":
-                continue
-            cuts = [0.0] + sorted(c for c in map(float, self.items[i].shots or []) if 0 < c < duration) + [duration]
-            for k in range(len(cuts) - 1):
-                if fits(cuts[k + 1] - cuts[k], n, size, gap):
-                    roomy.append(_Segment(i, cuts[k], cuts[k + 1], episode, n))
-                lo = cuts[k] + (gap / 2 if k > 0 else 0.0)  # shrunk at cuts: clips in adjacent shots keep the gap
-                hi = cuts[k + 1] - (gap / 2 if k + 1 < len(cuts) - 1 else 0.0)
-                if fits(hi - lo, 1, size, gap):
-                    single.append(_Segment(i, lo, hi, episode, 1))
+        members = self.members[g]
+        durations, episodes = self.durations[members], self.episodes[members]
+        caps = np.maximum(np.floor((durations + gap + EPS) / (size + gap)), 1).astype(np.int64)  # base.capacity
+        whole = _Segments(members, np.zeros(len(members)), durations, episodes, caps)
+        single = roomy = _Segments(*(np.zeros(0, dtype) for dtype in (np.int64, float, float, np.int64, np.int64)))
+        if self.shots != "any":
+            owner, lo, hi, first, last = [], [], [], [], []  # one entry per shot of each member
+            for j, i in enumerate(members.tolist()):
+                duration = float(durations[j])
+                cuts = [0.0] + sorted(c for c in map(float, self.items[i].shots or []) if 0 < c < duration) + [duration]
+                m = len(cuts) - 1
+                owner += [j] * m
+                lo += cuts[:-1]
+                hi += cuts[1:]
+                first += [True] + [False] * (m - 1)
+                last += [False] * (m - 1) + [True]
+            owner, lo, hi = np.array(owner, dtype=np.int64), np.array(lo), np.array(hi)
+            room = n * size + (n - 1) * gap <= (hi - lo) + EPS  # base.fits, shot by shot
+            keep = np.flatnonzero(room)
+            roomy = _Segments(members[owner[keep]], lo[keep], hi[keep], episodes[owner[keep]],
+                              np.full(len(keep), n, dtype=np.int64))
+            # shrunk at cuts: clips in adjacent shots keep the gap
+            lo = lo + np.where(first, 0.0, gap / 2)
+            hi = hi - np.where(last, 0.0, gap / 2)
+            keep = np.flatnonzero(size <= (hi - lo) + EPS)  # base.fits for one clip
+            single = _Segments(members[owner[keep]], lo[keep], hi[keep], episodes[owner[keep]],
+                               np.ones(len(keep), dtype=np.int64))
+        if len(self._segments) >= MAX_CACHED_GROUPS:
+            self._segments.clear()
         self._segments[g] = _Group(whole, single, roomy)
         return self._segments[g]
 
@@ -141,51 +178,79 @@ class HierarchicalSampler(SpecBatchSampler):
     def _num_samples(self) -> int:
         return len(self.items) * self.clips_per_item
 
-    def _allocate(self, segments: list[_Segment], n: int, rng: np.random.Generator) -> list[tuple[_Segment, int]]:
+    def _allocate(self, segments: _Segments, n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
         """n clips over segments, each pick ∝ segment length among those with room; at level="show" unused
-        episodes first. Returns (segment, clips) pairs in segment order."""
-        counts, used = [0] * len(segments), set()
+        episodes first. Returns (segment index, clips) pairs in segment order."""
+        counts, used = np.zeros(len(segments), dtype=np.int64), []
+        lengths = np.maximum(segments.hi - segments.lo, EPS)
         for _ in range(n):
-            open_ = [k for k, s in enumerate(segments) if counts[k] < s.cap]
-            fresh = [k for k in open_ if segments[k].episode not in used]
-            if self.level == "show" and fresh:
-                open_ = fresh
-            weights = np.array([max(segments[k].hi - segments[k].lo, EPS) for k in open_])
-            pick = open_[int(rng.choice(len(open_), p=weights / weights.sum()))]
+            open_ = np.flatnonzero(counts < segments.cap)
+            if self.level == "show":
+                fresh = open_[~np.isin(segments.episode[open_], used)]
+                if len(fresh):
+                    open_ = fresh
+            weights = lengths[open_]
+            pick = int(open_[_choice(rng, weights / weights.sum())])
             counts[pick] += 1
-            used.add(segments[pick].episode)
-        return [(s, c) for s, c in zip(segments, counts, strict=True) if c]
+            used.append(int(segments.episode[pick]))
+        return [(int(k), int(counts[k])) for k in np.flatnonzero(counts)]
 
     def _title_clips(self, group: _Group, rng: np.random.Generator) -> list[Window]:
         n = self.clips_per_title
-        if self.shots == "same" and group.roomy_shots:
-            weights = np.array([s.hi - s.lo for s in group.roomy_shots])
-            plan = [(group.roomy_shots[int(rng.choice(len(weights), p=weights / weights.sum()))], n)]
+        if self.shots == "same" and len(group.roomy_shots):
+            segments = group.roomy_shots
+            weights = segments.hi - segments.lo
+            plan = [(_choice(rng, weights / weights.sum()), n)]
         elif self.shots == "different" and len(group.single_shots) >= n:
-            plan = self._allocate(group.single_shots, n, rng)
+            segments = group.single_shots
+            plan = self._allocate(segments, n, rng)
         else:
-            plan = self._allocate(group.whole, n, rng)
+            segments = group.whole
+            plan = self._allocate(segments, n, rng)
         windows = []
-        for segment, count in plan:
-            if fits(segment.hi - segment.lo, count, self.length, self.min_gap_s):
-                starts = disjoint_starts(rng, segment.lo, segment.hi, [self.length] * count, self.min_gap_s)
+        for k, count in plan:
+            item, lo, hi = int(segments.item[k]), float(segments.lo[k]), float(segments.hi[k])
+            if fits(hi - lo, count, self.length, self.min_gap_s):
+                starts = disjoint_starts(rng, lo, hi, [self.length] * count, self.min_gap_s)
             else:  # a single clip in an item shorter than a clip: the reader pads
-                starts = [segment.lo]
-            duration = float(self.durations[segment.item])
+                starts = [lo]
+            duration = float(self.durations[item])
             for start in starts:
                 jitter = self.clip.max_offsync_s
                 offset = jitter * (2 * float(rng.random()) - 1) if jitter > 0 else 0.0
                 audio_start, video_start = window_in_extent(start, duration, self.clip, 1, offset)
-                windows.append(Window(segment.item, video_start, audio_start))
+                windows.append(Window(item, video_start, audio_start))
         return windows
 
+    def _top_titles(self, rng: np.random.Generator) -> np.ndarray:
+        """Positions in `qualified` of the batch's T titles, highest key first, the key of title q being
+        log_weights[q] + Gumbel noise (T distinct titles ∝ weight, without replacement). The same titles in the
+        same order as keying every title with `rng.gumbel(size=Q)` and taking the T largest, with the same use of
+        the random stream, but without Q Gumbel variates per batch (125,000 titles × 2,000 batches an epoch at a
+        million items): numpy's Gumbel draw is U = 1 − u, g = −log(−log U) for one uniform double u each."""
+        T, Q = self.titles_per_batch, len(self.qualified)
+        state = rng.bit_generator.state
+        u = rng.random(Q)
+        if not u.all():  # u = 0 makes numpy's Gumbel draw again (a 2⁻⁵³ chance a draw): replay it exactly
+            rng.bit_generator.state = state
+            keys = self.log_weights + rng.gumbel(size=Q)
+            top = np.argpartition(-keys, T - 1)[:T]
+            return top[np.argsort(-keys[top], kind="stable")]
+        if self.title_weighting == "uniform":  # equal weights: the key rises as u falls
+            top = np.argpartition(u, T - 1)[:T]
+            return top[np.argsort(u[top], kind="stable")]
+        # unequal weights: vectorised keys (within a few ulps) pick the candidates, exact ones (libm's log, as
+        # numpy's Gumbel uses) rank them
+        approx = self.log_weights - np.log(-np.log1p(-u))
+        kth = np.partition(approx, Q - T)[Q - T]
+        candidates = np.flatnonzero(approx >= kth - 1e-9 * max(1.0, abs(float(kth))))
+        noise = np.array([0.0 - 1.0 * math.log(-math.log(1.0 - x)) for x in u[candidates].tolist()])
+        keys = self.log_weights[candidates] + noise
+        return candidates[np.argsort(-keys, kind="stable")[:T]]
+
     def _make_batch(self, epoch: int, index: int, rng: np.random.Generator) -> list[SampleSpec]:
-        # T distinct titles ∝ weight, without replacement: the T largest log-weight + Gumbel keys
-        keys = self.log_weights + rng.gumbel(size=len(self.qualified))
-        top = np.argpartition(-keys, self.titles_per_batch - 1)[: self.titles_per_batch]
-        top = top[np.argsort(-keys[top], kind="stable")]
         batch = []
-        for t, g in enumerate(self.qualified[top]):
+        for t, g in enumerate(self.qualified[self._top_titles(rng)]):
             for window in self._title_clips(self._group(int(g)), rng):
                 batch.append(SampleSpec((window,), draw_seed(rng), {"title": t}, self.kind))
         return batch
@@ -194,7 +259,7 @@ class HierarchicalSampler(SpecBatchSampler):
         """Another clip of the same title (show), from another of its items when it has one; with a single item
         the new window is random and may overlap the title's other clips in that batch."""
         failed = spec.windows[0].item
-        members = [i for i in self.members[self.group_of[failed]] if i != failed] or [failed]
+        members = [i for i in self.members[self.group_of[failed]].tolist() if i != failed] or [failed]
         weights = np.maximum(self.durations[members], EPS)
         item = members[int(rng.choice(len(members), p=weights / weights.sum()))]
         audio_start, video_start = random_window(float(self.durations[item]), self.clip, rng)
