@@ -26,11 +26,14 @@ from avcli.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-WORLDS = {  # the clean world of the xID recipes, and one where 30 % of the pairs are faulty (Robust-xID)
-    "clean": ["data.synthetic.faulty_fraction=0.0"],
-    "faulty30": ["data.synthetic.faulty_fraction=0.3"],
+WORLDS = {  # the clean world of the xID recipes, one where 30 % of the pairs are faulty (Robust-xID), and the clean
+    # world with gravity and inelastic bounces (natural arrows of time, issue 25: the temporal recipes' world)
+    "clean": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=bounce"],
+    "faulty30": ["data.synthetic.faulty_fraction=0.3", "data.synthetic.motion=bounce"],
+    "fall": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=fall"],
 }
 NO_TEMPORAL_TASKS = ["method.speed=0", "method.direction=0", "method.order=0", "method.av_order=0"]
+NO_CONTRASTIVE = ["method.video_video=0", "method.video_audio=0"]
 
 # name: (recipe, world, overrides, what the row shows)
 CONFIGS = {
@@ -52,6 +55,20 @@ CONFIGS = {
                       "temporal, v–a pairs from the main and the natural clip"),
     "temporal_both_no_vv": ("temporal-tiny.yaml", "clean", ["method.video_audio_clip=both", "method.video_video=0"],
                             "temporal, v–a pairs from both clips, no video–video term"),
+    "random_fall": ("temporal-tiny.yaml", "fall", None, "random init, fall world"),
+    "temporal_fall": ("temporal-tiny.yaml", "fall", [], "temporal on the fall world: speed, direction, order + "
+                      "contrastive"),
+    "temporal_fall_no_tasks": ("temporal-tiny.yaml", "fall", NO_TEMPORAL_TASKS,
+                               "temporal on the fall world: contrastive terms only"),
+    "temporal_fall_tasks_only": ("temporal-tiny.yaml", "fall", NO_CONTRASTIVE,
+                                 "temporal on the fall world: pretext tasks only"),
+    "temporal_fall_no_speed": ("temporal-tiny.yaml", "fall", ["method.speed=0"], "temporal on the fall world, no speed"),
+    "temporal_fall_no_direction": ("temporal-tiny.yaml", "fall", ["method.direction=0"],
+                                   "temporal on the fall world, no direction"),
+    "temporal_fall_no_order": ("temporal-tiny.yaml", "fall", ["method.order=0"],
+                               "temporal on the fall world, no intra-modal order"),
+    "temporal_fall_no_av_order": ("temporal-tiny.yaml", "fall", ["method.av_order=0"],
+                                  "temporal on the fall world, no video–audio order"),
     "random_faulty30": ("robust_xid-tiny.yaml", "faulty30", None, "random init, 30 % faulty world (960 videos)"),
     "robust_off": ("robust_xid-tiny.yaml", "faulty30", ["method.weights=null", "method.soft_targets=null"],
                    "Robust-xID, weights off, soft targets off (= xID)"),
@@ -63,7 +80,10 @@ CONFIGS = {
 }
 HEALTH_KEYS = ("heldout_sync_accuracy", "heldout_sync_accuracy_calibrated", "heldout_sync_accuracy_hard",
                "heldout_sync_accuracy_easy", "bank_weight_faulty", "bank_weight_clean", "bank_agreement_dprime",
-               "speed_accuracy", "direction_accuracy", "order_accuracy", "av_order_accuracy", "xmodal_top1",
+               "speed_accuracy", "direction_accuracy", "order_accuracy", "av_order_accuracy",
+               "heldout_speed_accuracy", "heldout_speed_accuracy_audio", "heldout_direction_accuracy",
+               "heldout_direction_accuracy_audio", "heldout_order_accuracy", "heldout_order_accuracy_audio",
+               "heldout_av_order_accuracy", "xmodal_top1",
                "heldout_mean_cosine_audio", "heldout_distance_positive",
                "heldout_distance_easy")
 
