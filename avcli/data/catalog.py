@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import json.scanner
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -117,9 +118,22 @@ def _process_alive(pid: str) -> bool:
     return True
 
 
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner json.loads runs, without its wrapping
+
+
+def _decode(text: str):
+    """`json.loads(text)`, a third faster for the compact JSON catalog columns hold: the scanner alone when it
+    consumes the whole text; anything else (surrounding whitespace, errors) goes through json.loads itself."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _json_or(text: str | None, empty: str, make):
     """A JSON column's value; NULL and the column's empty value give a fresh empty one without the decoder."""
-    return make() if not text or text == empty else json.loads(text)
+    return make() if not text or text == empty else _decode(text)
 
 
 class _Joiner:
@@ -264,7 +278,7 @@ class Catalog:
                  episode, shots, media) in self.db.execute(query, args):
                 media_path = audio_sidecar = None
                 start_s, rotation = start_s or 0.0, rotation or 0
-                copy = json.loads(media) if media else None
+                copy = _decode(media) if media else None
                 if copy:  # read the copy: its own streams and timing, already upright, starting at 0
                     video_stream, audio_stream, fps, width, height, audio_rate, duration_s = (
                         copy.get("video_stream"), copy.get("audio_stream"), copy.get("fps"), copy.get("width"),
