@@ -289,8 +289,8 @@ def test_ingest_signalled_as_a_group_keeps_its_rows_and_the_rerun_equals_a_clean
 
 def test_probe_extraction_signalled_as_a_group_leaves_the_feature_cache_consistent(small_world, tmp_path):
     """The probe has no stop handling of its own: SIGTERM ends it at once, as any program; its loader workers
-    end with it, and the cache (each entry written under a temporary name, then renamed) holds only whole
-    entries, with which the rerun gives the results of an uninterrupted probe."""
+    end with it, and the cache (each shard and manifest written under a temporary name, then renamed) lists only
+    whole shards, with which the rerun gives the results of an uninterrupted probe."""
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_dict(small_world, tmp_path / "run")))
 
@@ -314,8 +314,10 @@ def test_probe_extraction_signalled_as_a_group_leaves_the_feature_cache_consiste
     from safetensors.torch import load_file
 
     entries = [p for p in (tmp_path / "cache").glob("*") if not p.name.startswith(".")]
-    print(f"probe: {len(entries)} of 4 cache entries written before the signal")
-    assert all(load_file(str(p))["features"].ndim == 3 for p in entries)  # only whole entries
+    manifests = {p: json.loads((p / "manifest.json").read_text()) for p in entries if (p / "manifest.json").exists()}
+    print(f"probe: {sum(m['complete'] for m in manifests.values())} of 4 cache entries complete before the signal")
+    for entry, manifest in manifests.items():  # only whole shards listed
+        assert all(load_file(str(entry / s["file"]))["features"].shape[0] == s["videos"] for s in manifest["shards"])
     again = subprocess.run(probe("cache"), env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout == clean.stdout

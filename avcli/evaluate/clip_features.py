@@ -15,6 +15,7 @@ encoder's stage maps pooled for the SVM protocol, avcli.models.stages).
 from __future__ import annotations
 
 import random
+from typing import Iterator
 
 import torch
 from torch.utils.data import Dataset
@@ -141,22 +142,27 @@ def fill_slots(feats: torch.Tensor, clips: torch.Tensor, count: int) -> torch.Te
     return torch.stack(out)
 
 
+def videos_per_batch(plan: ClipPlan, audio_task: bool, batch_clips: int) -> int:
+    """The loader's batch, in videos: audio tasks plan as few windows as a recording's length allows, so they load
+    `batch_clips` recordings at a time and encode their windows `batch_clips` at a time."""
+    return batch_clips if audio_task else max(1, batch_clips // plan.count)
+
+
 @torch.no_grad()
-def extract_clip_features(
+def clip_feature_batches(
     encoders, videos: list[TaskVideo], plan: ClipPlan, names: set[str], device: torch.device,
     audio_task: bool = False, audio_seconds: float | None = None, batch_clips: int = 32, workers: int = 0,
-    description: str = "features", padding: str = DEFAULT_PADDING,
-) -> dict[str, torch.Tensor]:
-    """{name: V×K×D float32 on the CPU} for the feature names asked for."""
+    description: str = "features", padding: str = DEFAULT_PADDING, start: int = 0,
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """(first video, {name: B×K×D float32 on the CPU}) for the videos from `start` on, batch by batch in order.
+    Batches are cut from `start`, so a pass resumed at a batch boundary encodes the same batches as a whole one."""
     model, frontend = encoders.model.to(device).eval(), encoders.frontend.to(device).eval()
     want_video = "video" in names
     want_audio = any(name.startswith("audio") for name in names)
-    dataset = VideoClips(videos, encoders.recipe.data.clip, plan, want_video, want_audio, audio_task, audio_seconds,
-                         padding=padding)
-    # audio tasks plan as few windows as a recording's length allows: load `batch_clips` recordings at a time
-    # and encode their windows `batch_clips` at a time
-    loader = data_loader(dataset, batch_size=batch_clips if audio_task else max(1, batch_clips // plan.count),
-                        num_workers=workers, collate_fn=collate_clips)
+    dataset = VideoClips(videos[start:], encoders.recipe.data.clip, plan, want_video, want_audio, audio_task,
+                         audio_seconds, padding=padding)
+    loader = data_loader(dataset, batch_size=videos_per_batch(plan, audio_task, batch_clips), num_workers=workers,
+                         collate_fn=collate_clips)
 
     def encode_audio(waves: torch.Tensor) -> dict[str, torch.Tensor]:
         found: dict[str, list[torch.Tensor]] = {}
@@ -168,9 +174,8 @@ def extract_clip_features(
                 for layer, feats in pooled_stages(model.audio, spectrogram).items():
                     found.setdefault(f"audio.{layer}", []).append(feats)
         return {name: torch.cat(parts) for name, parts in found.items()}
-    out: dict[str, torch.Tensor] = {}
     with progress() as bar:
-        task_id = bar.add_task(description, total=len(videos))
+        task_id = bar.add_task(description, total=len(videos), completed=start)
         for batch in loader:
             index = batch["index"]
             outputs = {}
@@ -182,13 +187,32 @@ def extract_clip_features(
                     outputs.update({name: torch.cat([e[name] for e in each]) for name in each[0]})
                 else:
                     outputs.update(encode_audio(batch["audio"]))
-            for name, feats in outputs.items():
-                if name not in names:
-                    continue
-                if name not in out:
-                    out[name] = torch.zeros(len(videos), plan.count, feats.shape[1])
-                out[name][index] = fill_slots(feats.float().cpu(), batch["clips"], plan.count)
+            yield start + int(index[0]), {name: fill_slots(feats.float().cpu(), batch["clips"], plan.count)
+                                          for name, feats in outputs.items() if name in names}
             bar.advance(task_id, len(index))
+
+
+def extract_clip_features(
+    encoders, videos: list[TaskVideo], plan: ClipPlan, names: set[str], device: torch.device,
+    audio_task: bool = False, audio_seconds: float | None = None, batch_clips: int = 32, workers: int = 0,
+    description: str = "features", padding: str = DEFAULT_PADDING, into=None,
+) -> dict:
+    """{name: V×K×D float32 on the CPU} for the feature names asked for. `into` (a feature_shards.ShardedExtraction,
+    from FeatureCache.writer): the features go to its shards batch by batch instead, from the first video it does
+    not hold yet, and the result is {name: ShardedFeature} (memory: a shard, whatever the number of videos)."""
+    args = (encoders, videos, plan, names, device, audio_task, audio_seconds, batch_clips, workers, description,
+            padding)
+    if into is not None:
+        start = into.begin(len(videos), plan.count, videos_per_batch(plan, audio_task, batch_clips))
+        for first, feats in clip_feature_batches(*args, start=start):
+            into.add(first, feats)
+        return into.finish()
+    out: dict[str, torch.Tensor] = {}
+    for first, feats in clip_feature_batches(*args):
+        for name, rows in feats.items():
+            if name not in out:
+                out[name] = torch.zeros(len(videos), plan.count, rows.shape[2])
+            out[name][first : first + rows.shape[0]] = rows
     return out
 
 

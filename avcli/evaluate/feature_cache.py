@@ -1,9 +1,14 @@
-"""Cached frozen features, one safetensors file per (checkpoint, task, split, part, clip plan, feature).
+"""Cached frozen features, one entry per (checkpoint, task, split, part, clip plan, feature): a folder
+`KEY-NAME/` of safetensors shards written as extraction proceeds (avcli.evaluate.feature_shards).
 
 The key hashes everything the numbers depend on: the checkpoint (its path, size and mtime, or "random" and the
 recipe), the recipe's clip settings, the task, its data root and the exact list of files and labels, the split,
 the clip plan and window, and the catalog the clips are read from. A changed input is a different key, never a
-stale hit; files are written to a temporary name and renamed, so an interrupted run leaves no half-written entry.
+stale hit. Only a complete entry is a hit; an interrupted one is resumed after its last whole shard (each shard
+and the manifest are written to a temporary name and renamed, so no half-written shard is ever listed).
+
+Earlier versions wrote one file per entry, `KEY-NAME.safetensors`, under the same key: such a file is still read
+(a hit, streamed in slices), since the key and the numbers are unchanged, so an existing cache is not recomputed.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
+from avcli.evaluate.feature_shards import ShardedExtraction, SingleFileFeature, read_complete
 from avcli.log import get_logger
 
 log = get_logger("probe")
@@ -38,8 +43,9 @@ def checkpoint_identity(encoders) -> dict:
 
 
 class FeatureCache:
-    """`get(key, names)` → the cached tensors (or None for each missing), `put(key, tensors)`. `folder=None`
-    caches nothing (--no-cache)."""
+    """`get(key, name)` → the cached feature (a ShardedFeature, or a SingleFileFeature of the earlier format), or
+    None unless complete; `writer(key, names, about)` → where an extraction of those features writes its shards
+    (None: nothing is cached). `folder=None` caches nothing (--no-cache): features are then held in memory."""
 
     def __init__(self, folder: Path | None, identity: dict):
         self.folder = Path(folder) if folder is not None else None
@@ -50,26 +56,36 @@ class FeatureCache:
         text = json.dumps({**self.identity, **fields}, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:20]
 
-    def _path(self, key: str, name: str) -> Path:
+    def _folder(self, key: str, name: str) -> Path:
+        return self.folder / f"{key}-{name.replace('.', '_')}"
+
+    def _single_file(self, key: str, name: str) -> Path:
         return self.folder / f"{key}-{name.replace('.', '_')}.safetensors"
 
-    def get(self, key: str, name: str) -> torch.Tensor | None:
-        if self.folder is None or not self._path(key, name).is_file():
+    def get(self, key: str, name: str):
+        if self.folder is None:
             return None
-        try:
-            tensor = load_file(str(self._path(key, name)))["features"]
-        except Exception as exc:  # a damaged entry is recomputed, not fatal
-            log.warning("ignoring unreadable cache entry %s (%s)", self._path(key, name), exc)
+        found = read_complete(self._folder(key, name))
+        if found is None and self._single_file(key, name).is_file():
+            try:
+                found = SingleFileFeature(self._single_file(key, name))
+            except Exception as exc:  # a damaged entry is recomputed, not fatal
+                log.warning("ignoring unreadable cache entry %s (%s)", self._single_file(key, name), exc)
+        if found is not None:
+            self.hits += 1
+        return found
+
+    def writer(self, key: str, names, about: dict) -> ShardedExtraction | None:
+        if self.folder is None:
             return None
-        self.hits += 1
-        return tensor
+        return ShardedExtraction({name: self._folder(key, name) for name in sorted(names)},
+                                 {**self.identity, **about})
 
     def put(self, key: str, name: str, tensor: torch.Tensor, about: dict) -> None:
-        if self.folder is None:
+        """A feature computed elsewhere (V×K×D), cached as the extraction caches it."""
+        writer = self.writer(key, [name], about)
+        if writer is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(key, name)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        metadata = {key: str(value) for key, value in {**self.identity, **about, "feature": name}.items()}
-        save_file({"features": tensor.contiguous()}, str(partial), metadata=metadata)
-        os.replace(partial, path)
+        writer.begin(tensor.shape[0], tensor.shape[1], 1)
+        writer.add(0, {name: tensor.float()})
+        writer.finish()

@@ -17,6 +17,7 @@ from avcli.evaluate.clip_features import AUDIO_LAYERS, extract_clip_features, sa
 from avcli.evaluate.clip_sampling import DEFAULT_PADDING, WINDOW_PLANNING, ClipPlan, Sampling, mean_sampling
 from avcli.evaluate.encoders import EvalEncoders
 from avcli.evaluate.feature_cache import FeatureCache
+from avcli.evaluate.feature_shards import as_tensor, feature_chunks
 from avcli.evaluate.finetune import FinetuneOptions, finetune
 from avcli.evaluate.linear_multilayer import MultilayerOptions, linear_multilayer
 from avcli.log import get_logger
@@ -100,8 +101,9 @@ def _frozen(encoders, task: Task, modalities: tuple[str, ...], settings: ProbeSe
     names = set(AUDIO_LAYERS) if settings.protocol == "svm" else set(modalities)
 
     def features(part: str, videos: list[TaskVideo], plan: ClipPlan) -> dict[str, torch.Tensor]:
+        # the scikit-learn probes take whole arrays: materialised here (mean sampling: averaged shard by shard)
         found = _features(encoders, task, part, videos, plan, names, sampling, settings, device, cache)
-        return {name: _average_clips(f) if sampling.averages_features else f for name, f in found.items()}
+        return {name: _averaged(f) if sampling.averages_features else as_tensor(f) for name, f in found.items()}
 
     train_x = features("train", train, sampling.train)
     tests = [(metric, features("test", test, plan)) for metric, plan in sampling.tests]
@@ -135,8 +137,10 @@ def _frozen(encoders, task: Task, modalities: tuple[str, ...], settings: ProbeSe
 
 
 def _features(encoders, task: Task, part: str, videos: list[TaskVideo], plan: ClipPlan, names: set[str],
-              sampling: Sampling, settings: ProbeSettings, device, cache: FeatureCache) -> dict[str, torch.Tensor]:
-    """The features `names` of the plan's clips of `videos`, from the cache where they are there."""
+              sampling: Sampling, settings: ProbeSettings, device, cache: FeatureCache) -> dict:
+    """The features `names` of the plan's clips of `videos`, from the cache where they are there: each a V×K×D
+    tensor (no cache) or a feature on disk with `.shape` and `.chunks()` (feature_shards), which the torch
+    classifiers stream and `as_tensor` materialises."""
     clip = encoders.recipe.data.clip
     files = hashlib.sha1(json.dumps([(v.path, v.label, v.media) for v in videos]).encode()).hexdigest()
     audio_windows = {"padding": sampling.padding, "windows": WINDOW_PLANNING} if task.audio_only else {}
@@ -145,15 +149,18 @@ def _features(encoders, task: Task, part: str, videos: list[TaskVideo], plan: Cl
                     catalog=settings.extra.get("catalog"), frontend=encoders.frontend_digest, **audio_windows)
     found = {name: cache.get(key, name) for name in names}
     missing = {name for name, tensor in found.items() if tensor is None}
-    if missing:
-        computed = extract_clip_features(encoders, videos, plan, missing, device, task.audio_only,
-                                         sampling.audio_seconds, settings.batch_clips, settings.workers,
-                                         description=f"{task.name} {part} {plan.name}", padding=sampling.padding)
+    if missing:  # to the cache's shards as they are made (resuming an interrupted entry), or in memory (no cache)
         about = {"task": task.name, "split": task.split_id, "part": part, "plan": plan.name}
-        for name, tensor in computed.items():
-            cache.put(key, name, tensor, about)
-            found[name] = tensor
+        found.update(extract_clip_features(encoders, videos, plan, missing, device, task.audio_only,
+                                           sampling.audio_seconds, settings.batch_clips, settings.workers,
+                                           description=f"{task.name} {part} {plan.name}", padding=sampling.padding,
+                                           into=cache.writer(key, missing, about)))
     return found
+
+
+def _averaged(feature) -> torch.Tensor:
+    """V×1×D clip means of a V×K×D feature, one chunk in memory at a time (each video's mean is its own)."""
+    return torch.cat([_average_clips(chunk) for chunk in feature_chunks(feature)])
 
 
 def _average_clips(features: torch.Tensor) -> torch.Tensor:
