@@ -1,6 +1,10 @@
 """Catalog and samplers at scale: a catalog of N rows (no media), loaded and sampled the way `avcli pretrain` does.
 
     python benchmarks/catalog_scale.py [--rows 1000000] [--workdir DIR] [--world-size 8] [--batch-size 64]
+                                       [--only uniform,hierarchical,sync_pairs,temporal]
+
+With --workdir the catalog is kept there (DIR/catalog-N) and later runs reuse it (setup_s is then null);
+without it, it goes to a temporary folder removed at the end.
 
 Setup (timed apart): a catalog of `--rows` rows written through `Catalog.upsert`, rows shaped like what ingest
 writes (probe fields, a transcoded copy with its audio sidecar, shots, flags, labels and splits, titles grouped
