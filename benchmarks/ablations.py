@@ -31,6 +31,9 @@ WORLDS = {  # the clean world of the xID recipes, one where 30 % of the pairs ar
     "clean": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=bounce"],
     "faulty30": ["data.synthetic.faulty_fraction=0.3", "data.synthetic.motion=bounce"],
     "fall": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=fall"],
+    # the fall world whose kicks tire (each 0.85 of the last): a trend over the video, so clips can be ordered
+    "fall_tiring": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=fall",
+                    "data.synthetic.kick_decay=0.85"],
 }
 NO_TEMPORAL_TASKS = ["method.speed=0", "method.direction=0", "method.order=0", "method.av_order=0"]
 NO_CONTRASTIVE = ["method.video_video=0", "method.video_audio=0"]
@@ -69,6 +72,9 @@ CONFIGS = {
                                "temporal on the fall world, no intra-modal order"),
     "temporal_fall_no_av_order": ("temporal-tiny.yaml", "fall", ["method.av_order=0"],
                                   "temporal on the fall world, no video–audio order"),
+    "random_fall_tiring": ("temporal-tiny.yaml", "fall_tiring", None, "random init, fall world, tiring kicks"),
+    "temporal_fall_tiring": ("temporal-tiny.yaml", "fall_tiring", [], "temporal on the fall world with tiring "
+                             "kicks (kick_decay 0.85)"),
     "random_faulty30": ("robust_xid-tiny.yaml", "faulty30", None, "random init, 30 % faulty world (960 videos)"),
     "robust_off": ("robust_xid-tiny.yaml", "faulty30", ["method.weights=null", "method.soft_targets=null"],
                    "Robust-xID, weights off, soft targets off (= xID)"),

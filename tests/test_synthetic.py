@@ -217,3 +217,18 @@ def test_fall_world_bounce_sounds_get_quieter_within_a_fall():
 def test_fall_world_excludes_the_slowdown():
     with pytest.raises(ValueError, match="slowdown_per_s"):
         SyntheticWorld(motion="fall", slowdown_per_s=1.0)
+
+
+def test_tiring_kicks_lower_the_bounces_over_the_video():
+    """`kick_decay` < 1: each kick reaches a smaller share of the frame than the one before, so the bounces of the
+    video's second half are weaker (quieter) than those of its first half; with 1 they are alike."""
+    halves = {}
+    for decay in (1.0, 0.85):
+        early, late = [], []
+        for index in range(4):
+            spec, (frames, _, events) = _fall_video(index, kick_decay=decay)
+            gains, bounces = np.array(events["bounce_gains"]), np.array(events["bounce_frames"])
+            early.append(gains[bounces < len(frames) // 2].mean())
+            late.append(gains[bounces >= len(frames) // 2].mean())
+        halves[decay] = np.mean(late) / np.mean(early)
+    assert halves[0.85] < 0.8 * halves[1.0]

@@ -235,6 +235,7 @@ class _Faller:
     kick_every: float
     kick_phase: float
     rng: np.random.Generator
+    kick_decay: float = 1.0
     frame: int = 0
     resting: bool = False
     kicks: list = field(default_factory=list)  # the frames at which it was kicked
@@ -252,7 +253,8 @@ class _Faller:
         floor, span = self.floor(size), self.floor(size) - self.radius
         if (self.frame - self.kick_phase) % self.kick_every < 1:  # a kick: up to a random height
             height = floor - self.pos[1]
-            apex = min(span, max(float(self.rng.uniform(0.6, 0.95)) * span, height + 0.2 * span))
+            share = float(self.rng.uniform(0.6, 0.95)) * self.kick_decay ** len(self.kicks)
+            apex = min(span, max(share * span, height + 0.2 * span))
             self.vel[1] = -math.sqrt(2 * self.gravity * max(apex - height, 0.0))
             self.resting = False
             self.kicks.append(self.frame)
@@ -286,7 +288,7 @@ def _random_faller(rng: np.random.Generator, spec: SyntheticWorld, class_id: int
     kick_every = rng.uniform(*spec.kick_period_s) * fps
     restitution = min(spec.restitution * _RESTITUTION_FACTOR[class_id], 0.95)
     return _Faller(pos, np.array([speed * (1 if rng.random() < 0.5 else -1), 0.0]), radius, gravity, restitution,
-                   kick_every, rng.uniform(0, kick_every), rng)
+                   kick_every, rng.uniform(0, kick_every), rng, spec.kick_decay)
 
 
 def _random_mover(rng: np.random.Generator, size: int, radius: float, speed: float, decay: float = 1.0) -> _Mover:

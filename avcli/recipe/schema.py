@@ -53,6 +53,11 @@ class SyntheticWorld(Strict):
     kick_period_s: tuple[float, float] = Field(
         (1.5, 2.5), description="`fall`: range of the time between two kicks (drawn per video)"
     )
+    kick_decay: float = Field(
+        1.0, gt=0, le=1, description="`fall`: each kick sends the object up to this share of the previous kick's "
+        "height (the kicker tires: a trend over the whole video, which tells an early clip from a late one; 1: every "
+        "kick alike, so two clips of a video cannot be ordered)"
+    )
     seed: int = 0
     size: int = Field(64, ge=32, description="frame width and height in pixels")
     fps: int = Field(16, ge=4)
