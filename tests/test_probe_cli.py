@@ -32,10 +32,11 @@ def _json_lines(text: str) -> list[dict]:
 def test_synthetic_probe_matches_the_first_probe_pipeline(small_world, tmp_path, write_recipe, capsys):
     recipe = write_recipe(tiny_recipe_dict(small_world, tmp_path / "run"))
     assert run(["probe", "--task", "synthetic", "--data-root", str(small_world), "--checkpoint", "random",
-                "--recipe", str(recipe), "--clips", "2"]) == 0
+                "--recipe", str(recipe), "--clips", "2", "--classifier", "sklearn"]) == 0
     records = _json_lines(capsys.readouterr().out)
     # the pipeline of the first probe, step by step: frontend statistics from one centred clip of (up to 64)
-    # train videos, the mean feature of 2 evenly spaced clips, standardised logistic regression
+    # train videos, the mean feature of 2 evenly spaced clips, standardised logistic regression (scikit-learn's,
+    # the reference; the torch classifier is compared with it in test_torch_classifiers.py)
     encoders = load_eval_encoders("random", recipe)
     task = load_task("synthetic", small_world)
     train, test = task.split("train"), task.split("test")

@@ -115,7 +115,11 @@ def register(app: typer.Typer) -> None:
                  "centre (zeros either side), end (zeros before it), tile (repeated), none (a window of its length).",
         ),
         c: Optional[float] = typer.Option(None, "--c", min=1e-6, help="C of linear/svm (default 1; svm: the task's)."),
-        svm_max_iter: int = typer.Option(1000, "--svm-max-iter", min=1, help="svm: solver iterations per class."),
+        svm_max_iter: int = typer.Option(1000, "--svm-max-iter", min=1,
+                                         help="svm: solver iterations (sklearn: per class; torch: L-BFGS, all classes)."),
+        classifier: str = typer.Option(
+            "torch", "--classifier", help="linear and svm: torch (the same objectives by L-BFGS on --device, the "
+            "default) or sklearn (scikit-learn's LogisticRegression / LinearSVC, the reference)."),
         k: int = typer.Option(20, "--k", min=1, help="knn: neighbours that vote."),
         temperature: float = typer.Option(0.07, "--temperature", min=1e-4, help="knn: vote weight exp(cos/T)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
@@ -164,6 +168,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--task {task}: unknown task; available: {', '.join(sorted(TASK_INFO))}")
         if protocol not in ("linear", "svm", "knn", "finetune", "linear-multilayer"):
             raise UsageError(f"--protocol {protocol}: choose linear, svm, knn, finetune or linear-multilayer")
+        if classifier not in ("torch", "sklearn"):
+            raise UsageError(f"--classifier {classifier}: choose torch or sklearn")
         if modality not in (None, "video", "audio", "both"):
             raise UsageError(f"--modality {modality}: choose video, audio or both")
         if sampling not in (None, "standard", "mean"):
@@ -240,7 +246,7 @@ def run_probe(options: dict) -> None:
         log.info("%s %s: %s%s", "random-init" if o["checkpoint"] == "random" else "checkpoint", modality,
                  encoders.architecture(modality), f" (from {recipe})" if o["checkpoint"] == "random" else "")
     settings = ProbeSettings(o["protocol"], sampling, c=o["c"], knn_k=o["k"], knn_temperature=o["temperature"],
-                             svm_max_iter=o["svm_max_iter"],
+                             svm_max_iter=o["svm_max_iter"], classifier=o["classifier"],
                              batch_clips=o["batch_size"] or 32, workers=o["workers"],
                              extra={"catalog": str(o["catalog"]) if o["catalog"] else None})
     if o["protocol"] == "linear-multilayer":  # AVID-CMA configs/benchmark/kinetics/8x224x224-linear.yaml defaults

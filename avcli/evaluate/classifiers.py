@@ -8,6 +8,9 @@ video's scores are the mean of its clips' (probabilities, SVM margins or kNN vot
 - `SVMProbe`: standardised features, one-vs-rest linear SVM (the AVID audio protocol, C from the task);
 - `KNNProbe`: cosine similarity to each training video's mean feature, the k nearest vote with weight
   exp(similarity / temperature).
+
+`logistic_probe` / `svm_probe` pick the implementation: `torch` (avcli/evaluate/torch_linear.py: the same
+objectives by L-BFGS on the probe's device, the default) or `sklearn` (the classes here, the reference).
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ class SVMProbe:
     def scores(self, x: torch.Tensor) -> np.ndarray:
         margins = self.model.decision_function(x.numpy())
         return np.stack([-margins, margins], axis=1) if margins.ndim == 1 else margins
+
+
+CLASSIFIERS = ("torch", "sklearn")
+
+
+def logistic_probe(classifier: str, c: float, device: torch.device | str = "cpu"):
+    if classifier == "sklearn":
+        return LogisticProbe(c)
+    from avcli.evaluate.torch_linear import TorchLogistic
+
+    return TorchLogistic(c, device=device)
+
+
+def svm_probe(classifier: str, c: float, max_iter: int, device: torch.device | str = "cpu"):
+    if classifier == "sklearn":
+        return SVMProbe(c, max_iter)
+    from avcli.evaluate.torch_linear import TorchLinearSVM
+
+    return TorchLinearSVM(c, max_iter=max_iter, device=device)
 
 
 class KNNProbe:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from avcli.errors import UsageError
-from avcli.evaluate.classifiers import KNNProbe, LogisticProbe, SVMProbe, averaged_top1, clip_top1
+from avcli.evaluate.classifiers import KNNProbe, averaged_top1, clip_top1, logistic_probe, svm_probe
 from avcli.evaluate.clip_features import AUDIO_LAYERS, extract_clip_features, sample_audio
 from avcli.evaluate.clip_sampling import DEFAULT_PADDING, WINDOW_PLANNING, ClipPlan, Sampling, mean_sampling
 from avcli.evaluate.encoders import EvalEncoders
@@ -36,6 +36,7 @@ class ProbeSettings:
     knn_k: int = 20
     knn_temperature: float = 0.07
     svm_max_iter: int = 1000  # scikit-learn's default; the solver's own criterion is strict (README: SVM cost)
+    classifier: str = "torch"  # linear and svm: torch (L-BFGS on the probe's device) or sklearn (the reference)
     finetune: FinetuneOptions | None = None
     multilayer: MultilayerOptions | None = None
     batch_clips: int = 32
@@ -112,12 +113,12 @@ def _frozen(encoders, task: Task, modalities: tuple[str, ...], settings: ProbeSe
         layers = {}
         for name in AUDIO_LAYERS:
             started = time.perf_counter()
-            probe = SVMProbe(c, settings.svm_max_iter).fit(train_x[name], train_y)
+            probe = _fit(svm_probe(settings.classifier, c, settings.svm_max_iter, device), train_x[name], train_y)
             layers[name.split(".")[1]] = averaged_top1(probe, tests[0][1][name], test_y)
-            log.info("svm %s: top-1 %.2f%% (%d features, fitted in %.1f s)", name, layers[name.split(".")[1]],
-                     train_x[name].shape[-1], time.perf_counter() - started)
+            log.info("svm %s: top-1 %.2f%% (%d features, %s, fitted in %.1f s)", name, layers[name.split(".")[1]],
+                     train_x[name].shape[-1], settings.classifier, time.perf_counter() - started)
         best = max(layers, key=layers.get)
-        details = {"c": c, "max_iter": settings.svm_max_iter}
+        details = {"c": c, "max_iter": settings.svm_max_iter, "classifier": settings.classifier}
         return {"audio": ({"top1": layers[best], "best_layer": best, "layers": layers}, details)}
     out = {}
     for modality in modalities:
@@ -126,14 +127,23 @@ def _frozen(encoders, task: Task, modalities: tuple[str, ...], settings: ProbeSe
             details = {"k": settings.knn_k, "temperature": settings.knn_temperature}
         else:
             c = settings.c if settings.c is not None else 1.0
-            probe = LogisticProbe(c).fit(train_x[modality], train_y)
-            details = {"c": c}
+            probe = _fit(logistic_probe(settings.classifier, c, device), train_x[modality], train_y)
+            details = {"c": c, "classifier": settings.classifier}
         metrics = {}
         for metric, found in tests:
             score = clip_top1 if metric == "clip_top1" else averaged_top1
             metrics[metric] = score(probe, found[modality], test_y)
         out[modality] = (metrics, details)
     return out
+
+
+def _fit(probe, train: torch.Tensor, labels: list[int]):
+    probe.fit(train, labels)
+    if not getattr(probe, "converged_", True):  # the torch classifiers say; scikit-learn's runs stay silent (above)
+        log.warning("%s stopped after %d L-BFGS iterations with gradient %.2g above its tolerance %.2g; its "
+                    "accuracy may still change (raise --svm-max-iter for svm)", type(probe).__name__, probe.n_iter_,
+                    probe.grad_max_, probe.tol_)
+    return probe
 
 
 def _features(encoders, task: Task, part: str, videos: list[TaskVideo], plan: ClipPlan, names: set[str],
