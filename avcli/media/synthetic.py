@@ -15,7 +15,9 @@ is a valid clip, so the temporal method's direction and order tasks have nothing
 1/s it nearly stops after two or three bounces, so it mostly tells early clips from late ones). `motion: fall`
 gives natural arrows of time: gravity, floor bounces that keep `restitution` of the speed, and a kick up every
 `kick_period_s`; the object loses height from bounce to bounce, its bounces come faster, and each one sounds
-quieter than the one before (the sound's gain follows the impact speed). Its side walls are silent.
+quieter than the one before (the sound's gain follows the impact speed). Its side walls are silent. Its kicks are
+alike, so nothing tells an early clip of a video from a late one; `kick_decay` < 1 makes each kick lower than the
+last (a trend over the whole video, which the ordering tasks can use).
 Distractors: a per-title background texture and ambient sound shared by all videos of a title (titles group
 videos like episodes of a show; `title_strength` sets how distinct they are), silent moving blobs, unrelated
 sound events, random speed and start position, and a fraction of "faulty" videos whose soundtrack is unrelated
