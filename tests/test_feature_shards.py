@@ -5,6 +5,7 @@ and a feature on disk streams back in order (`.shape`, `.chunks()`) or whole (`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -113,6 +114,9 @@ def test_an_interrupted_extraction_resumes_with_the_same_features(encoders, reco
 
 
 def test_a_damaged_shard_is_ignored_and_extracted_again(encoders, recordings, tmp_path, monkeypatch, caplog):
+    # the avcli logger stops propagating once a CLI run in this process has configured it (avcli/log.py), so
+    # listen to it directly rather than through the root logger
+    monkeypatch.setattr(logging.getLogger("avcli"), "propagate", True)
     cache = FeatureCache(tmp_path / "cache", {"test": "damage"})
     whole = _extract(encoders, recordings, cache.writer(KEY, NAMES, {}))
     whole = {name: feature.tensor() for name, feature in whole.items()}
