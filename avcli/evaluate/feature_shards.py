@@ -61,9 +61,10 @@ def as_tensor(feature) -> torch.Tensor:
 
 
 def feature_chunks(feature) -> Iterator[torch.Tensor]:
-    """V_i×K×D blocks of a feature in order: a tensor is one block; a feature on disk, its shards."""
+    """V_i×K×D blocks of a feature in order: a tensor is one block (an N×D one as N×1×D); a feature on disk, its
+    shards."""
     if isinstance(feature, torch.Tensor):
-        yield feature
+        yield feature.unsqueeze(1) if feature.dim() == 2 else feature
     else:
         yield from feature.chunks()
 

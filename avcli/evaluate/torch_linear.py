@@ -27,6 +27,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from avcli.evaluate.feature_shards import feature_chunks
+
 BLOCK_FLOATS = {"cpu": 1 << 23, "cuda": 1 << 27}  # 32 MiB blocks on a CPU (cache-sized); 512 MiB on a GPU
 STANDARDISED_BYTES = 1 << 30  # a CPU keeps standardised rows up to 1 GiB (ESC-50's widest AVID layer: 0.6 GiB)
 
@@ -35,14 +37,6 @@ def feature_shape(features) -> tuple[int, int, int]:
     """(V, K, D) of a V×K×D or N×D (K = 1) tensor, or of a chunked feature."""
     shape = tuple(features.shape)
     return (shape[0], 1, shape[1]) if len(shape) == 2 else shape
-
-
-def feature_chunks(features) -> Iterator[torch.Tensor]:
-    """V_i×K×D blocks of `features` in order: the tensor itself, or the chunks a chunked feature reads."""
-    if isinstance(features, torch.Tensor):
-        yield features.unsqueeze(1) if features.dim() == 2 else features
-    else:
-        yield from features.chunks()
 
 
 def _block_rows(device: torch.device, width: int) -> int:
