@@ -194,3 +194,26 @@ def test_sonic_pi_folds_give_scikit_learns_accuracy(sonic_features):
         ours, theirs = statistics.fmean(p[0] for p in pairs), statistics.fmean(p[1] for p in pairs)
         assert abs(ours - theirs) <= 1.0, (key, pairs)
         assert ours > 100 / 14 + 10, (key, pairs)  # well above chance: the comparison means something
+
+
+def test_the_torch_probe_streams_its_training_features_from_the_cache(small_world, tmp_path, write_recipe, capsys,
+                                                                      monkeypatch):
+    """With a feature cache and per-clip features (standard sampling; mean sampling averages them shard by shard
+    first), the torch classifiers read the training features shard by shard (memory: a shard plus the
+    standardised rows that fit), not as one tensor materialised for them."""
+    import avcli.evaluate.torch_linear as torch_linear
+    from avcli.evaluate.feature_shards import ShardedFeature
+
+    seen, original = [], torch_linear.Rows.__init__
+
+    def spy(self, features, *args, **kwargs):
+        seen.append(type(features))
+        original(self, features, *args, **kwargs)
+
+    monkeypatch.setattr(torch_linear.Rows, "__init__", spy)
+    recipe = write_recipe(tiny_recipe_dict(small_world, tmp_path / "run"))
+    assert run(["probe", "--task", "synthetic", "--data-root", str(small_world), "--checkpoint", "random",
+                "--recipe", str(recipe), "--sampling", "standard", "--train-clips", "2", "--test-clips", "2",
+                "--random-test-clips", "2", "--cache-dir", str(tmp_path / "features")]) == 0
+    capsys.readouterr()
+    assert seen == [ShardedFeature, ShardedFeature]  # video and audio

@@ -101,12 +101,16 @@ def _frozen(encoders, task: Task, modalities: tuple[str, ...], settings: ProbeSe
     train_y, test_y = [v.label for v in train], [v.label for v in test]
     names = set(AUDIO_LAYERS) if settings.protocol == "svm" else set(modalities)
 
-    def features(part: str, videos: list[TaskVideo], plan: ClipPlan) -> dict[str, torch.Tensor]:
-        # the scikit-learn probes take whole arrays: materialised here (mean sampling: averaged shard by shard)
+    def features(part: str, videos: list[TaskVideo], plan: ClipPlan, streamed: bool = False) -> dict:
+        # the scikit-learn probes, kNN and scoring take whole arrays: materialised here (mean sampling: averaged
+        # shard by shard); the torch classifiers read the training features shard by shard from the cache instead
         found = _features(encoders, task, part, videos, plan, names, sampling, settings, device, cache)
-        return {name: _averaged(f) if sampling.averages_features else as_tensor(f) for name, f in found.items()}
+        if sampling.averages_features:
+            return {name: _averaged(f) for name, f in found.items()}
+        return found if streamed else {name: as_tensor(f) for name, f in found.items()}
 
-    train_x = features("train", train, sampling.train)
+    train_x = features("train", train, sampling.train,
+                       streamed=settings.classifier == "torch" and settings.protocol in ("linear", "svm"))
     tests = [(metric, features("test", test, plan)) for metric, plan in sampling.tests]
     if settings.protocol == "svm":  # the audio protocol: every layer of the audio encoder
         c = settings.c if settings.c is not None else task.svm_c
