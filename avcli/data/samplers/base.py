@@ -17,7 +17,6 @@ beyond the audio window by up to max_offsync_s), clamped inside the item. Items 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
@@ -156,14 +155,15 @@ def disjoint_starts(rng: np.random.Generator, lo: float, hi: float, lengths: Seq
     return starts
 
 
-def fits(length: float, n: int, size: float, gap: float) -> bool:
-    """Whether n disjoint intervals of `size` with `gap` between them fit into `length`."""
+def fits(length, n: int, size: float, gap: float):
+    """Whether n disjoint intervals of `size` with `gap` between them fit into `length` (a float, or an array of
+    lengths: then elementwise)."""
     return n * size + (n - 1) * gap <= length + EPS
 
 
-def capacity(length: float, size: float, gap: float) -> int:
-    """How many disjoint intervals of `size`, `gap` apart, fit into `length`."""
-    return max(int(math.floor((length + gap + EPS) / (size + gap))), 0)
+def capacity(lengths: np.ndarray, size: float, gap: float) -> np.ndarray:
+    """How many disjoint intervals of `size`, `gap` apart, fit into each of `lengths`."""
+    return np.maximum(np.floor((lengths + gap + EPS) / (size + gap)), 0).astype(np.int64)
 
 
 def draw_seed(rng: np.random.Generator) -> int:

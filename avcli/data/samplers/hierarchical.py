@@ -17,8 +17,8 @@ import numpy as np
 
 from avcli.data.catalog import CatalogItem
 from avcli.data.sample_spec import SampleSpec, Window
-from avcli.data.samplers.base import (EPS, SpecBatchSampler, disjoint_starts, draw_seed, fits, random_window,
-                                      window_in_extent)
+from avcli.data.samplers.base import (EPS, SpecBatchSampler, capacity, disjoint_starts, draw_seed, fits,
+                                      random_window, window_in_extent)
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class HierarchicalSampler(SpecBatchSampler):
         size, gap, n = self.length, self.min_gap_s, self.clips_per_title
         members = self.members[g]
         durations, episodes = self.durations[members], self.episodes[members]
-        caps = np.maximum(np.floor((durations + gap + EPS) / (size + gap)), 1).astype(np.int64)  # base.capacity
+        caps = np.maximum(capacity(durations, size, gap), 1)
         whole = _Segments(members, np.zeros(len(members)), durations, episodes, caps)
         single = roomy = _Segments(*(np.zeros(0, dtype) for dtype in (np.int64, float, float, np.int64, np.int64)))
         if self.shots != "any":
@@ -158,14 +158,13 @@ class HierarchicalSampler(SpecBatchSampler):
                 first += [True] + [False] * (m - 1)
                 last += [False] * (m - 1) + [True]
             owner, lo, hi = np.array(owner, dtype=np.int64), np.array(lo), np.array(hi)
-            room = n * size + (n - 1) * gap <= (hi - lo) + EPS  # base.fits, shot by shot
-            keep = np.flatnonzero(room)
+            keep = np.flatnonzero(fits(hi - lo, n, size, gap))  # shots that hold all n clips
             roomy = _Segments(members[owner[keep]], lo[keep], hi[keep], episodes[owner[keep]],
                               np.full(len(keep), n, dtype=np.int64))
             # shrunk at cuts: clips in adjacent shots keep the gap
             lo = lo + np.where(first, 0.0, gap / 2)
             hi = hi - np.where(last, 0.0, gap / 2)
-            keep = np.flatnonzero(size <= (hi - lo) + EPS)  # base.fits for one clip
+            keep = np.flatnonzero(fits(hi - lo, 1, size, gap))
             single = _Segments(members[owner[keep]], lo[keep], hi[keep], episodes[owner[keep]],
                                np.ones(len(keep), dtype=np.int64))
         if len(self._segments) >= MAX_CACHED_GROUPS:
