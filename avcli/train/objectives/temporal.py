@@ -66,28 +66,20 @@ class TemporalObjective(Objective):
         terms, stats = {}, {}
 
         speed_class, reverse = labels["speed_class"].long(), labels["reverse"].long()
+        heads = self._head_outputs(batch, fv, fa, vm, am)
         if cfg.speed:
-            logits_v, logits_a = self.video_heads.speed(fv[:, MAIN]), self.audio_heads.speed(fa[:, MAIN])
-            terms["speed"] = cfg.speed * (speed_loss(logits_v, speed_class) + speed_loss(logits_a, speed_class))
-            stats["speed_accuracy"] = (logits_v.argmax(1) == speed_class).float().mean()
-            stats["speed_accuracy_audio"] = (logits_a.argmax(1) == speed_class).float().mean()
+            terms["speed"] = cfg.speed * (speed_loss(*heads["speed"]) + speed_loss(*heads["speed_audio"]))
         if cfg.direction:
-            logit_v = self.video_heads.direction(fv[:, MAIN]).squeeze(1)
-            logit_a = self.audio_heads.direction(fa[:, MAIN]).squeeze(1)
-            terms["direction"] = cfg.direction * (direction_loss(logit_v, reverse) + direction_loss(logit_a, reverse))
-            stats["direction_accuracy"] = binary_accuracy(logit_v, reverse)
-            stats["direction_accuracy_audio"] = binary_accuracy(logit_a, reverse)
-        order = torch.where(vm[:, SECOND], labels["order"].long(), -1)
+            terms["direction"] = cfg.direction * (direction_loss(*heads["direction"])
+                                                  + direction_loss(*heads["direction_audio"]))
         if cfg.order:
-            logit_v = self.video_heads.order_logit(fv[:, MAIN], fv[:, SECOND])
-            logit_a = self.audio_heads.order_logit(fa[:, MAIN], fa[:, SECOND])
-            terms["order"] = cfg.order * (order_loss(logit_v, order) + order_loss(logit_a, order))
-            stats["order_accuracy"] = binary_accuracy(logit_v, order)
+            terms["order"] = cfg.order * (order_loss(*heads["order"]) + order_loss(*heads["order_audio"]))
         if cfg.av_order:
-            av_order = torch.where(vm[:, CROSS] & am[:, CROSS], labels["av_order"].long(), -1)
-            logit = self.av_order(torch.cat([fv[:, CROSS], fa[:, CROSS]], dim=1)).squeeze(1)
-            terms["av_order"] = cfg.av_order * order_loss(logit, av_order)
-            stats["av_order_accuracy"] = binary_accuracy(logit, av_order)
+            terms["av_order"] = cfg.av_order * order_loss(*heads["av_order"])
+        for name, (logit, label) in heads.items():
+            if name != "order_audio":  # the batch's health figures (metrics.jsonl) leave the audio order out
+                stats[_accuracy_name(name)] = ((logit.argmax(1) == label).float().mean() if name.startswith("speed")
+                                               else binary_accuracy(logit, label))
         if cfg.video_video or cfg.video_audio:
             contrastive, extra_stats = self._contrastive(model, batch, fv, fa, speed_class, reverse)
             terms.update(contrastive)
@@ -97,43 +89,47 @@ class TemporalObjective(Objective):
         stats.update({f"loss_{name}": value.detach() for name, value in terms.items()})
         return loss, stats
 
+    def _head_outputs(self, batch: TrainBatch, fv, fa, vm, am) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{head: (its output, its labels)} for every trained pretext head, video and audio apart (`speed`,
+        `speed_audio`, `direction`, `direction_audio`, `order`, `order_audio`, `av_order`): speed B×S logits
+        against class indices, the others B logits against 0/1 labels, −1 where the pair's windows are not both
+        present (masks on the labels' device)."""
+        cfg, labels, out = self.cfg, batch.labels, {}
+        towers = (("", self.video_heads, fv), ("_audio", self.audio_heads, fa))
+        if cfg.speed:
+            for suffix, heads, f in towers:
+                out[f"speed{suffix}"] = (heads.speed(f[:, MAIN]), labels["speed_class"].long())
+        if cfg.direction:
+            for suffix, heads, f in towers:
+                out[f"direction{suffix}"] = (heads.direction(f[:, MAIN]).squeeze(1), labels["reverse"].long())
+        if cfg.order:
+            order = torch.where(vm[:, SECOND], labels["order"].long(), -1)
+            for suffix, heads, f in towers:
+                out[f"order{suffix}"] = (heads.order_logit(f[:, MAIN], f[:, SECOND]), order)
+        if cfg.av_order:
+            av_order = torch.where(vm[:, CROSS] & am[:, CROSS], labels["av_order"].long(), -1)
+            out["av_order"] = (self.av_order(torch.cat([fv[:, CROSS], fa[:, CROSS]], dim=1)).squeeze(1), av_order)
+        return out
+
     @torch.no_grad()
     def held_out_stats(self, model, batches) -> dict:
         """Accuracy of every pretext head that is trained (weight > 0) on fixed held-out samples (an iterable of
         TrainBatch chunks), video and audio apart: `heldout_speed_accuracy[_audio]`,
         `heldout_direction_accuracy[_audio]`, `heldout_order_accuracy[_audio]`, `heldout_av_order_accuracy`.
         The caller puts the model and this objective in eval mode."""
-        cfg = self.cfg
-        right: dict[str, list[torch.Tensor]] = {}
-
-        def score(name: str, correct: torch.Tensor, valid: torch.Tensor) -> None:
-            right.setdefault(name, []).append(correct[valid].float())
-
+        right: dict[str, torch.Tensor] = {}  # per head: (correct, labelled), summed over the chunks
         for part in batches:
             vm, am = part.host_mask("video"), part.host_mask("audio")
             fv = present_windows(model.video, part.video, vm)
             fa = present_windows(model.audio, part.audio, am)
-            labels = part.labels
-            speed_class, reverse = labels["speed_class"].long(), labels["reverse"].long()
-            everyone = torch.ones_like(reverse, dtype=torch.bool)
-            order = labels["order"].long()
-            placed = (order >= 0) & vm[:, SECOND].to(order.device)
-            for suffix, heads, f in (("", self.video_heads, fv), ("_audio", self.audio_heads, fa)):
-                if cfg.speed:
-                    score(f"speed_accuracy{suffix}", heads.speed(f[:, MAIN]).argmax(1) == speed_class, everyone)
-                if cfg.direction:
-                    score(f"direction_accuracy{suffix}", (heads.direction(f[:, MAIN]).squeeze(1) > 0).long() == reverse,
-                          everyone)
-                if cfg.order:
-                    score(f"order_accuracy{suffix}", (heads.order_logit(f[:, MAIN], f[:, SECOND]) > 0).long() == order,
-                          placed)
-            if cfg.av_order:
-                av_order = labels["av_order"].long()
-                both = (av_order >= 0) & (vm[:, CROSS] & am[:, CROSS]).to(av_order.device)
-                logit = self.av_order(torch.cat([fv[:, CROSS], fa[:, CROSS]], dim=1)).squeeze(1)
-                score("av_order_accuracy", (logit > 0).long() == av_order, both)
-        return {f"heldout_{name}": float(torch.cat(values).mean()) if sum(v.numel() for v in values) else float("nan")
-                for name, values in right.items()}
+            device = part.labels["reverse"].device
+            for name, (output, label) in self._head_outputs(part, fv, fa, vm.to(device), am.to(device)).items():
+                guess = output.argmax(1) if name.startswith("speed") else (output.reshape(-1) > 0).long()
+                valid = label.reshape(-1) >= 0
+                counts = torch.stack([((guess == label.reshape(-1)) & valid).sum(), valid.sum()]).double()
+                right[name] = right[name] + counts if name in right else counts
+        return {f"heldout_{_accuracy_name(name)}": float(correct / labelled) if labelled else float("nan")
+                for name, (correct, labelled) in right.items()}
 
     def _contrastive(self, model, batch, fv, fa, speed_class, reverse) -> tuple[dict, dict]:
         cfg = self.cfg
@@ -272,6 +268,12 @@ class TemporalObjective(Objective):
             if self.queue is not None and not cfg.video_audio:
                 self.queue.push(all_gather(anchor, same_size=False))
         return terms, stats
+
+
+def _accuracy_name(head: str) -> str:
+    """`speed_audio` → `speed_accuracy_audio`: the names metrics.jsonl has always used for the heads' accuracy."""
+    base, audio = (head[: -len("_audio")], "_audio") if head.endswith("_audio") else (head, "")
+    return f"{base}_accuracy{audio}"
 
 
 def rows_of(mask: torch.Tensor) -> torch.Tensor:
