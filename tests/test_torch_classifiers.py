@@ -72,21 +72,6 @@ def test_objective_and_gradient_at_a_point_are_the_direct_computation(kind, clas
     assert torch.allclose(grad, reference.grad, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind, classes", [("logistic", 4), ("logistic", 2), ("svm", 4), ("svm", 2)])
-def test_the_first_step_minimises_the_quadratic_model_at_zero(kind, classes, monkeypatch):
-    """The L-BFGS start's step along −g is gᵀg / gᵀHg, H the direct objective's Hessian at zero weights
-    (autograd's Hessian-vector product)."""
-    x, y = _clusters(90, 7, classes, 1.0)
-    monkeypatch.setattr(torch_linear, "BLOCK_FLOATS", {"cpu": 7 * 16, "cuda": 7 * 16})
-    model = (TorchLogistic if kind == "logistic" else TorchLinearSVM)(c=0.7)
-    rows = Rows(x, y, torch.device("cpu"), classes)
-    zero = torch.zeros(8, model._columns(classes), dtype=torch.float64)
-    _, grad = model._evaluate(zero, rows)
-    _, hg = torch.autograd.functional.hvp(lambda t: _direct(kind, t, x, torch.as_tensor(y), 0.7), zero, grad)
-    expected = float(grad.square().sum() / (grad * hg).sum())
-    assert model._first_step(grad, rows) == pytest.approx(expected, rel=1e-5)
-
-
 def test_standardisation_survives_a_large_offset():
     """A feature whose mean is 10⁴ spreads: folded into the weights, float32 would cancel it to noise."""
     x, y = _clusters(400, 5, 3, 1.0)
