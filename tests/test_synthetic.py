@@ -232,3 +232,31 @@ def test_tiring_kicks_lower_the_bounces_over_the_video():
             late.append(gains[bounces >= len(frames) // 2].mean())
         halves[decay] = np.mean(late) / np.mean(early)
     assert halves[0.85] < 0.8 * halves[1.0]
+
+
+def test_impact_dust_widens_and_fades_after_each_impact():
+    """`impact_dust_s`: an impact raises a ring of dust on the floor, centred on the impact, that is wider and
+    fainter from frame to frame until it is gone `impact_dust_s` later (played backwards it would shrink and
+    thicken: an arrow inside the clip). Without it the frames are exactly the plain fall world's."""
+    _, (plain, _, events) = _fall_video()
+    spec, (dusty, _, dusty_events) = _fall_video(impact_dust_s=0.5)
+    assert dusty_events["bounce_frames"] == events["bounce_frames"]  # the dust changes no motion
+    life = round(0.5 * spec.fps)
+    bounces = [-life, *events["bounce_frames"], len(plain) + life]
+    assert np.array_equal(dusty[: bounces[1]], plain[: bounces[1]])
+    # an impact whose dust is alone on the floor: the last one's has settled, the next comes after it settles
+    first = next(b for a, b, c in zip(bounces, bounces[1:], bounces[2:]) if b - a >= life and c - b > life)
+    widths, strengths = [], []
+    for k in range(first + 1, first + life):
+        changed = np.abs(dusty[k].astype(int) - plain[k].astype(int)).sum(axis=2)  # the object hides dust
+        columns = np.flatnonzero(changed.max(axis=0) > 6)
+        widths.append(columns[-1] - columns[0])
+        strengths.append(changed.max())
+    assert all(b >= a for a, b in zip(widths, widths[1:])) and widths[-1] > 2 * widths[0], widths
+    assert all(b <= a for a, b in zip(strengths, strengths[1:])) and strengths[-1] < strengths[0] / 2, strengths
+    assert np.array_equal(dusty[first + life], plain[first + life])  # gone once its time is up
+
+
+def test_impact_dust_needs_the_fall_world():
+    with pytest.raises(ValueError, match="impact_dust_s"):
+        SyntheticWorld(motion="bounce", impact_dust_s=0.5)

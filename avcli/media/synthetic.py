@@ -17,7 +17,8 @@ gives natural arrows of time: gravity, floor bounces that keep `restitution` of 
 `kick_period_s`; the object loses height from bounce to bounce, its bounces come faster, and each one sounds
 quieter than the one before (the sound's gain follows the impact speed). Its side walls are silent. Its kicks are
 alike, so nothing tells an early clip of a video from a late one; `kick_decay` < 1 makes each kick lower than the
-last (a trend over the whole video, which the ordering tasks can use).
+last (a trend over the whole video, which the ordering tasks can use). `impact_dust_s` adds an arrow inside every
+clip that holds an impact: each one raises a ring of dust on the floor that widens and fades.
 Distractors: a per-title background texture and ambient sound shared by all videos of a title (titles group
 videos like episodes of a show; `title_strength` sets how distinct they are), silent moving blobs, unrelated
 sound events, random speed and start position, and a fraction of "faulty" videos whose soundtrack is unrelated
@@ -299,6 +300,19 @@ def _random_mover(rng: np.random.Generator, size: int, radius: float, speed: flo
     return _Mover(pos, np.array([math.cos(angle), math.sin(angle)]) * speed, radius, decay)
 
 
+DUST_GREY = np.float32(0.9)  # neutral: the dust says nothing about the class
+
+
+def _dust_ring(image: np.ndarray, xx: np.ndarray, yy: np.ndarray, x0: float, y0: float, radius: float, age: float,
+               strength: float) -> np.ndarray:
+    """The dust an impact raised, `age` (0-1) of its life later: a flat ring on the floor around the impact point
+    that widens from 0.4 to 2 object radii and fades out, denser for a harder impact (`strength` 0-1)."""
+    wide = radius * (0.4 + 1.6 * age)
+    d = np.hypot((xx - x0) / wide, (yy - y0) / (0.35 * wide))
+    alpha = (0.8 * strength * (1 - age) * np.exp(-(((d - 1) / 0.2) ** 2)))[..., None]
+    return image * (1 - alpha) + DUST_GREY * alpha
+
+
 def _mix(audio: np.ndarray, sound: np.ndarray, onset_s: float, sample_rate: int, gain: float) -> None:
     start = int(round(onset_s * sample_rate))
     end = min(len(audio), start + len(sound))
@@ -330,13 +344,19 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     ]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     frames = np.empty((n_frames, size, size, 3), np.uint8)
-    bounces, impacts = [], []
+    bounces, impacts, dust = [], [], []
     for k in range(n_frames):
         impact = float(hero.step(size)) if k > 0 else 0.0
         if impact:
             bounces.append(k)
             impacts.append(impact)
+            if spec.impact_dust_s:
+                dust.append((k, float(hero.pos[0]), min(1.0, impact / hero.top_speed(size))))
         image = np.broadcast_to(title.background, (size, size, 3)).copy()
+        for start, x0, strength in dust:
+            age = (k - start) / (spec.impact_dust_s * spec.fps)
+            if 0 <= age < 1:
+                image = _dust_ring(image, xx, yy, x0, size - 1 - 0.2 * radius, radius, age, strength)
         for blob, blob_colour in blobs:
             if k > 0:
                 blob.step(size)

@@ -58,6 +58,11 @@ class SyntheticWorld(Strict):
         "height (the kicker tires: a trend over the whole video, which tells an early clip from a late one; 1: every "
         "kick alike, so two clips of a video cannot be ordered)"
     )
+    impact_dust_s: float = Field(
+        0.0, ge=0, description="`fall`: each sounding floor impact raises a ring of dust on the floor that spreads "
+        "and fades over this many seconds, denser for a harder impact (an arrow of time inside every clip that holds "
+        "an impact: played backwards the ring shrinks and thickens; 0: no dust)"
+    )
     seed: int = 0
     size: int = Field(64, ge=32, description="frame width and height in pixels")
     fps: int = Field(16, ge=4)
@@ -77,6 +82,8 @@ class SyntheticWorld(Strict):
         if self.motion == "fall" and self.slowdown_per_s:
             raise ValueError("slowdown_per_s applies to motion: bounce only; the fall world's arrow of time is "
                              "its restitution")
+        if self.motion != "fall" and self.impact_dust_s:
+            raise ValueError("impact_dust_s applies to motion: fall only (the bounce world's walls raise no dust)")
         return self
 
 
