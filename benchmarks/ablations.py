@@ -35,6 +35,10 @@ WORLDS = {  # the clean world of the xID recipes, one where 30 % of the pairs ar
     # the fall world whose kicks tire (each 0.85 of the last): a trend over the video, so clips can be ordered
     "fall_tiring": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=fall",
                     "data.synthetic.kick_decay=0.85"],
+    # tiring kicks, and each impact raises a ring of dust that widens and fades: an arrow inside every clip with an
+    # impact in it, for the video direction task
+    "fall_dust": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=fall",
+                  "data.synthetic.kick_decay=0.85", "data.synthetic.impact_dust_s=0.75"],
 }
 NO_TEMPORAL_TASKS = ["method.speed=0", "method.direction=0", "method.order=0", "method.av_order=0"]
 NO_CONTRASTIVE = ["method.video_video=0", "method.video_audio=0"]
@@ -76,6 +80,17 @@ CONFIGS = {
     "random_fall_tiring": ("temporal-tiny.yaml", "fall_tiring", None, "random init, fall world, tiring kicks"),
     "temporal_fall_tiring": ("temporal-tiny.yaml", "fall_tiring", [], "temporal on the fall world with tiring "
                              "kicks (kick_decay 0.85)"),
+    "random_fall_dust": ("temporal-tiny.yaml", "fall_dust", None, "random init, fall world, tiring kicks, dust"),
+    "temporal_fall_dust": ("temporal-tiny.yaml", "fall_dust", [], "temporal on the fall world with tiring kicks "
+                           "and impact dust"),
+    "temporal_fall_dust_tasks_only": ("temporal-tiny.yaml", "fall_dust", NO_CONTRASTIVE,
+                                      "temporal on the fall world with tiring kicks and impact dust: tasks only"),
+    "temporal_fall_dust_no_tasks": ("temporal-tiny.yaml", "fall_dust", NO_TEMPORAL_TASKS,
+                                    "temporal on the fall world with tiring kicks and impact dust: contrastive only"),
+    **{f"temporal_fall_dust_no_{task}": ("temporal-tiny.yaml", "fall_dust", [f"method.{task}=0"],
+                                         f"temporal on the fall world with tiring kicks and impact dust, no {what}")
+       for task, what in (("speed", "speed"), ("direction", "direction"), ("order", "intra-modal order"),
+                          ("av_order", "video–audio order"))},
     "random_faulty30": ("robust_xid-tiny.yaml", "faulty30", None, "random init, 30 % faulty world (960 videos)"),
     "robust_off": ("robust_xid-tiny.yaml", "faulty30", ["method.weights=null", "method.soft_targets=null"],
                    "Robust-xID, weights off, soft targets off (= xID)"),
