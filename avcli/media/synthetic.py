@@ -344,7 +344,8 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
     ]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     frames = np.empty((n_frames, size, size, 3), np.uint8)
-    bounces, impacts, dust = [], [], []
+    bounces, impacts = [], []
+    dust, dust_frames = [], spec.impact_dust_s * spec.fps  # the impacts whose dust is still settling; its lifetime
     for k in range(n_frames):
         impact = float(hero.step(size)) if k > 0 else 0.0
         if impact:
@@ -353,10 +354,9 @@ def render_video(spec: SyntheticWorld, index: int, class_id: int, title: _Title,
             if spec.impact_dust_s:
                 dust.append((k, float(hero.pos[0]), min(1.0, impact / hero.top_speed(size))))
         image = np.broadcast_to(title.background, (size, size, 3)).copy()
+        dust = [d for d in dust if k - d[0] < dust_frames]
         for start, x0, strength in dust:
-            age = (k - start) / (spec.impact_dust_s * spec.fps)
-            if 0 <= age < 1:
-                image = _dust_ring(image, xx, yy, x0, size - 1 - 0.2 * radius, radius, age, strength)
+            image = _dust_ring(image, xx, yy, x0, size - 1 - 0.2 * radius, radius, (k - start) / dust_frames, strength)
         for blob, blob_colour in blobs:
             if k > 0:
                 blob.step(size)
