@@ -40,8 +40,27 @@ WORLDS = {  # the clean world of the xID recipes, one where 30 % of the pairs ar
     "fall_dust": ["data.synthetic.faulty_fraction=0.0", "data.synthetic.motion=fall",
                   "data.synthetic.kick_decay=0.85", "data.synthetic.impact_dust_s=0.75"],
 }
-NO_TEMPORAL_TASKS = ["method.speed=0", "method.direction=0", "method.order=0", "method.av_order=0"]
+TEMPORAL_TASKS = {"speed": "speed", "direction": "direction", "order": "intra-modal order",
+                  "av_order": "video–audio order"}  # the temporal method's pretext-task weights, in words
+NO_TEMPORAL_TASKS = [f"method.{task}=0" for task in TEMPORAL_TASKS]
 NO_CONTRASTIVE = ["method.video_video=0", "method.video_audio=0"]
+
+
+def temporal_world_rows(world: str, what: str) -> dict:
+    """Random init and the temporal recipe on `world` (`what`: the world in words): the full objective, the
+    contrastive terms only, the pretext tasks only, and each pretext task off in turn."""
+    rows = {f"random_{world}": ("temporal-tiny.yaml", world, None, f"random init, {what}"),
+            f"temporal_{world}": ("temporal-tiny.yaml", world, [], f"temporal on {what}: speed, direction, order + "
+                                  "contrastive"),
+            f"temporal_{world}_no_tasks": ("temporal-tiny.yaml", world, NO_TEMPORAL_TASKS,
+                                           f"temporal on {what}: contrastive terms only"),
+            f"temporal_{world}_tasks_only": ("temporal-tiny.yaml", world, NO_CONTRASTIVE,
+                                             f"temporal on {what}: pretext tasks only")}
+    rows.update({f"temporal_{world}_no_{task}": ("temporal-tiny.yaml", world, [f"method.{task}=0"],
+                                                 f"temporal on {what}, no {words}")
+                 for task, words in TEMPORAL_TASKS.items()})
+    return rows
+
 
 # name: (recipe, world, overrides, what the row shows)
 CONFIGS = {
@@ -63,34 +82,11 @@ CONFIGS = {
                       "temporal, v–a pairs from the main and the natural clip"),
     "temporal_both_no_vv": ("temporal-tiny.yaml", "clean", ["method.video_audio_clip=both", "method.video_video=0"],
                             "temporal, v–a pairs from both clips, no video–video term"),
-    "random_fall": ("temporal-tiny.yaml", "fall", None, "random init, fall world"),
-    "temporal_fall": ("temporal-tiny.yaml", "fall", [], "temporal on the fall world: speed, direction, order + "
-                      "contrastive"),
-    "temporal_fall_no_tasks": ("temporal-tiny.yaml", "fall", NO_TEMPORAL_TASKS,
-                               "temporal on the fall world: contrastive terms only"),
-    "temporal_fall_tasks_only": ("temporal-tiny.yaml", "fall", NO_CONTRASTIVE,
-                                 "temporal on the fall world: pretext tasks only"),
-    "temporal_fall_no_speed": ("temporal-tiny.yaml", "fall", ["method.speed=0"], "temporal on the fall world, no speed"),
-    "temporal_fall_no_direction": ("temporal-tiny.yaml", "fall", ["method.direction=0"],
-                                   "temporal on the fall world, no direction"),
-    "temporal_fall_no_order": ("temporal-tiny.yaml", "fall", ["method.order=0"],
-                               "temporal on the fall world, no intra-modal order"),
-    "temporal_fall_no_av_order": ("temporal-tiny.yaml", "fall", ["method.av_order=0"],
-                                  "temporal on the fall world, no video–audio order"),
+    **temporal_world_rows("fall", "the fall world"),
     "random_fall_tiring": ("temporal-tiny.yaml", "fall_tiring", None, "random init, fall world, tiring kicks"),
     "temporal_fall_tiring": ("temporal-tiny.yaml", "fall_tiring", [], "temporal on the fall world with tiring "
                              "kicks (kick_decay 0.85)"),
-    "random_fall_dust": ("temporal-tiny.yaml", "fall_dust", None, "random init, fall world, tiring kicks, dust"),
-    "temporal_fall_dust": ("temporal-tiny.yaml", "fall_dust", [], "temporal on the fall world with tiring kicks "
-                           "and impact dust"),
-    "temporal_fall_dust_tasks_only": ("temporal-tiny.yaml", "fall_dust", NO_CONTRASTIVE,
-                                      "temporal on the fall world with tiring kicks and impact dust: tasks only"),
-    "temporal_fall_dust_no_tasks": ("temporal-tiny.yaml", "fall_dust", NO_TEMPORAL_TASKS,
-                                    "temporal on the fall world with tiring kicks and impact dust: contrastive only"),
-    **{f"temporal_fall_dust_no_{task}": ("temporal-tiny.yaml", "fall_dust", [f"method.{task}=0"],
-                                         f"temporal on the fall world with tiring kicks and impact dust, no {what}")
-       for task, what in (("speed", "speed"), ("direction", "direction"), ("order", "intra-modal order"),
-                          ("av_order", "video–audio order"))},
+    **temporal_world_rows("fall_dust", "the fall world with tiring kicks and impact dust"),
     "random_faulty30": ("robust_xid-tiny.yaml", "faulty30", None, "random init, 30 % faulty world (960 videos)"),
     "robust_off": ("robust_xid-tiny.yaml", "faulty30", ["method.weights=null", "method.soft_targets=null"],
                    "Robust-xID, weights off, soft targets off (= xID)"),
